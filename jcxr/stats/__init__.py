@@ -1,0 +1,31 @@
+"""jcxr.stats: DeLong's test for ROC AUCs, exact and vectorised over models.
+
+Needs only numpy and scipy (the optional ``backend="jax"`` imports JAX when asked for)::
+
+    from jcxr.stats import delong
+    result = delong(y_true, {"r64": s64, "r320": s320, "r600": s600})
+    print(result)              # AUC +/- SE table, every pair's z, p, Holm-adjusted p, omnibus
+    result.p_adjusted[0, 1]    # row vs column
+"""
+
+from jcxr.stats.delong import (
+    DeLongResult,
+    Omnibus,
+    UnpairedDeLongResult,
+    delong,
+    delong_moments,
+    delong_unpaired,
+    placements,
+)
+from jcxr.stats.multitest import adjust_pvalues
+
+__all__ = [
+    "DeLongResult",
+    "Omnibus",
+    "UnpairedDeLongResult",
+    "adjust_pvalues",
+    "delong",
+    "delong_moments",
+    "delong_unpaired",
+    "placements",
+]
