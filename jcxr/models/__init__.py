@@ -1,0 +1,135 @@
+"""jcxr.models: Flax NNX ResNet, DenseNet and EfficientNet that load torchvision's weights exactly.
+
+Input ``[B, H, W, 3]`` float, normalised as torchvision expects (ImageNet mean/std), any square
+size from 32 px up; output ``[B, num_outputs]`` float32 logits (higher = positive).
+Call ``model.eval()`` for inference (running BatchNorm statistics, no dropout) and
+``model.train()`` for training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax.numpy as jnp
+from flax import nnx
+
+from jcxr.models import densenet, efficientnet, resnet
+from jcxr.models.layers import HEADS
+from jcxr.models.weights import WeightsMismatchError, load_into, read_state_dict
+
+_FAMILIES = {
+    **{name: resnet for name in resnet.CONFIGS},
+    **{name: densenet for name in densenet.CONFIGS},
+    **{name: efficientnet for name in efficientnet.CONFIGS},
+}
+IMAGENET_CLASSES = 1000
+# Inputs are normalised with these after grey -> RGB (channel order R, G, B).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+__all__ = [
+    "HEADS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "WeightsMismatchError",
+    "create",
+    "from_torchvision",
+    "list_archs",
+    "torch_head",
+]
+
+
+def list_archs() -> list[str]:
+    """Every architecture name ``create`` accepts (torchvision's names)."""
+    return list(_FAMILIES)
+
+
+def torch_head(arch: str) -> str:
+    """Key prefix of torchvision's ImageNet classifier for ``arch`` (e.g. ``"fc"``)."""
+    return _family(arch).TORCH_HEAD
+
+
+def create(
+    arch: str,
+    *,
+    num_outputs: int = 1,
+    head: str = "linear",
+    dropout: float = 0.0,
+    dtype=jnp.float32,
+    pretrained: Mapping | str | Path | None = None,
+    remat: bool = False,
+    stochastic_depth: float | None = None,
+    rngs: nnx.Rngs | None = None,
+) -> nnx.Module:
+    """Build ``arch`` with a fresh head of ``num_outputs`` logits.
+
+    Args:
+      arch: one of :func:`list_archs`.
+      head: ``"linear"`` (average pool + dense), ``"concat_pool"`` (fastai: concat(avg, max) ->
+        BN -> dropout -> dense(512) -> ReLU -> BN -> dropout -> dense) or ``"mlp"`` (3 dense
+        layers, ReLU and dropout between).
+      dropout: head dropout rate.
+      dtype: compute dtype (``jnp.bfloat16`` for mixed precision); parameters and BatchNorm
+        statistics stay float32.
+      pretrained: torchvision weights for the backbone (state dict, ``.pth``, ``.safetensors``,
+        ``.npz`` or a ``port`` directory); the head stays freshly initialised.
+      remat: DenseNet only: rematerialise each dense layer (less memory, same gradients).
+      stochastic_depth: EfficientNet only: largest block drop rate (default torchvision's 0.2).
+      rngs: parameter and dropout randomness (default ``nnx.Rngs(0)``).
+    """
+    family = _family(arch)
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}; got {head!r}")
+    if num_outputs < 1:
+        raise ValueError(f"num_outputs must be >= 1; got {num_outputs}")
+    kwargs = dict(num_outputs=num_outputs, head=head, dropout=dropout, dtype=dtype)
+    if remat:
+        if family is not densenet:
+            raise ValueError(f"remat is a DenseNet option; {arch} has no dense layers")
+        kwargs["remat"] = True
+    if stochastic_depth is not None:
+        if family is not efficientnet:
+            raise ValueError(f"stochastic_depth is an EfficientNet option, not {arch}'s")
+        kwargs["stochastic_depth"] = stochastic_depth
+    model = _build(family, arch, rngs or nnx.Rngs(0), kwargs)
+    if pretrained is not None:
+        load_into(model, read_state_dict(pretrained), family.TORCH_HEAD, include_head=False)
+    return model
+
+
+def from_torchvision(
+    arch: str,
+    state_dict: Mapping | str | Path,
+    *,
+    dtype=jnp.float32,
+    stochastic_depth: float | None = None,
+) -> nnx.Module:
+    """The full ImageNet classifier (1000 logits) with torchvision's weights, head included.
+
+    ``model.eval(); model(x_nhwc)`` equals torchvision's ``model.eval()(x_nchw)``.
+    """
+    family = _family(arch)
+    kwargs = dict(num_outputs=IMAGENET_CLASSES, head="linear", dtype=dtype)
+    if family is efficientnet:
+        kwargs["dropout"] = efficientnet.CONFIGS[arch][2]
+        if stochastic_depth is not None:
+            kwargs["stochastic_depth"] = stochastic_depth
+    model = _build(family, arch, nnx.Rngs(0), kwargs)
+    load_into(model, read_state_dict(state_dict), family.TORCH_HEAD, include_head=True)
+    return model
+
+
+def _build(family, arch, rngs, kwargs):
+    cls = {
+        resnet: resnet.ResNet,
+        densenet: densenet.DenseNet,
+        efficientnet: efficientnet.EfficientNet,
+    }
+    return cls[family](arch, rngs=rngs, **kwargs)
+
+
+def _family(arch: str):
+    if arch not in _FAMILIES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {list_archs()}")
+    return _FAMILIES[arch]

@@ -1,0 +1,304 @@
+"""Building blocks with torchvision's semantics, in Flax NNX, NHWC.
+
+Every parameterised layer keeps torchvision's child name, so a variable's path in
+``nnx.state(model)`` maps to its torchvision key by a fixed rule (see ``torchvision.py``):
+``Sequential`` containers hold their children in ``layers``, a path segment dropped in torch names.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+Array = jax.Array
+
+
+def _host_initializer(scale: float, mode: str, distribution: str):
+    """Variance-scaling initialiser that draws with numpy, seeded from the JAX key.
+
+    Eager JAX initialisers compile one XLA program per parameter shape (tens of seconds for an
+    EfficientNet on CPU); drawing on the host costs milliseconds and is just as deterministic.
+    Under tracing (``nnx.eval_shape``, ``jit``) it falls back to JAX's own initialiser.
+    """
+    traced = nnx.initializers.variance_scaling(scale, mode, distribution)
+
+    def init(key, shape, dtype=jnp.float32):
+        if isinstance(key, jax.core.Tracer):
+            return traced(key, shape, dtype)
+        receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        fan = shape[-2] * receptive if mode == "fan_in" else shape[-1] * receptive
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+        std = np.sqrt(scale / fan)
+        if distribution == "normal":
+            values = rng.normal(0.0, std, shape)
+        else:
+            values = rng.uniform(-np.sqrt(3.0) * std, np.sqrt(3.0) * std, shape)
+        return jnp.asarray(values, dtype)
+
+    return init
+
+
+# torchvision initialises convolutions with Kaiming-normal (fan_out) and classifiers uniformly;
+# these matter only when no pretrained weights are loaded.
+conv_init = _host_initializer(2.0, "fan_out", "normal")
+dense_init = _host_initializer(1.0 / 3.0, "fan_in", "uniform")
+
+
+def conv(
+    in_features: int,
+    out_features: int,
+    kernel: int,
+    *,
+    stride: int = 1,
+    padding: int | None = None,
+    groups: int = 1,
+    bias: bool = False,
+    dtype=jnp.float32,
+    rngs: nnx.Rngs,
+) -> nnx.Conv:
+    """A torch-style convolution: explicit symmetric padding (default ``(kernel - 1) // 2``).
+
+    Symmetric padding, not TF 'SAME', so that stride-2 layers see the same pixels as torch at
+    even and odd input sizes.
+    """
+    pad = (kernel - 1) // 2 if padding is None else padding
+    return nnx.Conv(
+        in_features,
+        out_features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        feature_group_count=groups,
+        use_bias=bias,
+        kernel_init=conv_init,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
+
+
+def dense(in_features: int, out_features: int, *, dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(
+        in_features,
+        out_features,
+        kernel_init=dense_init,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        rngs=rngs,
+    )
+
+
+class BatchNorm(nnx.Module):
+    """Batch normalisation over the channel axis with torch.nn.BatchNorm2d's semantics.
+
+    * ``momentum`` is the fraction of the running average *kept* per update (torch momentum 0.1
+      is 0.9 here).
+    * Train mode normalises with the biased batch variance but updates the running variance with
+      the unbiased one (n / (n - 1)), as torch does.
+    * Statistics and normalisation run in float32 whatever the compute ``dtype``; the output is
+      cast back to ``dtype``.
+    * ``use_running_average`` is toggled by ``model.eval()`` / ``model.train()``.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        momentum: float = 0.9,
+        epsilon: float = 1e-5,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs | None = None,
+    ):
+        del rngs  # deterministic initialisation, as torch
+        ones, zeros = np.ones(num_features, np.float32), np.zeros(num_features, np.float32)
+        self.scale = nnx.Param(jnp.asarray(ones))  # host arrays: no per-shape compile
+        self.bias = nnx.Param(jnp.asarray(zeros))
+        self.mean = nnx.BatchStat(jnp.asarray(zeros))
+        self.var = nnx.BatchStat(jnp.asarray(ones))
+        self.momentum = momentum
+        self.epsilon = epsilon
+        self.dtype = dtype
+        self.use_running_average = False
+
+    def __call__(self, x: Array) -> Array:
+        x32 = x.astype(jnp.float32)
+        if self.use_running_average:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            axes = tuple(range(x.ndim - 1))
+            mean = jnp.mean(x32, axis=axes)
+            var = jnp.mean(jnp.square(x32 - mean), axis=axes)
+            count = x.size // x.shape[-1]
+            unbiased = var * (count / max(count - 1, 1))
+            kept = self.momentum
+            self.mean[...] = kept * self.mean[...] + (1.0 - kept) * mean
+            self.var[...] = kept * self.var[...] + (1.0 - kept) * unbiased
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
+        return y.astype(self.dtype)
+
+
+class Sequential(nnx.Module):
+    """Children applied in order, like torch.nn.Sequential (indices are torch's indices)."""
+
+    def __init__(self, *layers: Callable):
+        self.layers = nnx.List(layers)
+
+    def __call__(self, x: Array) -> Array:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int):
+        return self.layers[index]
+
+
+class ConvNormAct(Sequential):
+    """torchvision's Conv2dNormActivation: conv (index 0), batch norm (1), optional activation."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel: int,
+        *,
+        stride: int = 1,
+        groups: int = 1,
+        activation: Callable | None = jax.nn.silu,
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        super().__init__(
+            conv(
+                in_features,
+                out_features,
+                kernel,
+                stride=stride,
+                groups=groups,
+                dtype=dtype,
+                rngs=rngs,
+            ),
+            BatchNorm(out_features, momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype),
+        )
+        self.activation = activation
+
+    def __call__(self, x: Array) -> Array:
+        x = super().__call__(x)
+        return x if self.activation is None else self.activation(x)
+
+
+def max_pool(x: Array, kernel: int, stride: int, padding: int) -> Array:
+    """torch MaxPool2d (floor mode): padding counts as -inf."""
+    return nnx.max_pool(
+        x, (kernel, kernel), strides=(stride, stride), padding=((padding, padding),) * 2
+    )
+
+
+def avg_pool(x: Array, kernel: int, stride: int) -> Array:
+    """torch AvgPool2d without padding (floor mode)."""
+    return nnx.avg_pool(x, (kernel, kernel), strides=(stride, stride), padding="VALID")
+
+
+def global_avg_pool(x: Array) -> Array:
+    """``[B, H, W, C] -> [B, C]``, averaged in float32."""
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(x.dtype)
+
+
+class StochasticDepth(nnx.Module):
+    """torchvision.ops.StochasticDepth(mode="row"): drop a residual branch per sample in training.
+
+    Kept samples are scaled by 1 / (1 - rate); identity when ``deterministic`` (eval) or rate 0.
+    """
+
+    def __init__(self, rate: float, *, rngs: nnx.Rngs):
+        self.rate = rate
+        self.deterministic = False
+        self.rngs = rngs.fork() if rate > 0 else None
+
+    def __call__(self, x: Array) -> Array:
+        if self.deterministic or self.rate == 0.0:
+            return x
+        survival = 1.0 - self.rate
+        keep = jax.random.bernoulli(self.rngs.dropout(), survival, (x.shape[0], 1, 1, 1))
+        return x * keep.astype(x.dtype) / survival
+
+
+# --------------------------------------------------------------------------- heads
+
+HEADS = ("linear", "concat_pool", "mlp")
+
+
+class LinearHead(nnx.Module):
+    """Global average pool -> (dropout) -> dense: torchvision's own classifier."""
+
+    def __init__(self, in_features, num_outputs, *, dropout=0.0, dtype=jnp.float32, rngs):
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+        self.dense = dense(in_features, num_outputs, dtype=dtype, rngs=rngs)
+
+    def __call__(self, features: Array) -> Array:
+        return self.dense(self.dropout(global_avg_pool(features)))
+
+
+class ConcatPoolHead(nnx.Module):
+    """fastai's head (seeds 001, 004): concat(avg, max) pool -> BN -> dropout -> dense(512) ->
+    ReLU -> BN -> dropout -> dense."""
+
+    def __init__(
+        self, in_features, num_outputs, *, dropout=0.0, hidden=512, dtype=jnp.float32, rngs
+    ):
+        self.norm1 = BatchNorm(2 * in_features, dtype=dtype)
+        self.dropout1 = nnx.Dropout(dropout / 2, rngs=rngs)  # fastai: half rate before the first
+        self.dense1 = dense(2 * in_features, hidden, dtype=dtype, rngs=rngs)
+        self.norm2 = BatchNorm(hidden, dtype=dtype)
+        self.dropout2 = nnx.Dropout(dropout, rngs=rngs)
+        self.dense2 = dense(hidden, num_outputs, dtype=dtype, rngs=rngs)
+
+    def __call__(self, features: Array) -> Array:
+        pooled = jnp.concatenate([global_avg_pool(features), jnp.max(features, axis=(1, 2))], -1)
+        x = self.dense1(self.dropout1(self.norm1(pooled)))
+        return self.dense2(self.dropout2(self.norm2(jax.nn.relu(x))))
+
+
+class MLPHead(nnx.Module):
+    """Seed 002's top: average pool -> 3 dense layers, ReLU and dropout between."""
+
+    def __init__(
+        self,
+        in_features,
+        num_outputs,
+        *,
+        dropout=0.3,
+        hidden: Sequence[int] = (512, 128),
+        dtype=jnp.float32,
+        rngs,
+    ):
+        sizes = [in_features, *hidden, num_outputs]
+        self.denses = nnx.List(
+            [dense(a, b, dtype=dtype, rngs=rngs) for a, b in itertools.pairwise(sizes)]
+        )
+        self.dropout = nnx.Dropout(dropout, rngs=rngs)
+
+    def __call__(self, features: Array) -> Array:
+        x = global_avg_pool(features)
+        for layer in self.denses[:-1]:
+            x = self.dropout(jax.nn.relu(layer(x)))
+        return self.denses[-1](x)
+
+
+def make_head(kind: str, in_features: int, num_outputs: int, *, dropout: float, dtype, rngs):
+    if kind == "linear":
+        return LinearHead(in_features, num_outputs, dropout=dropout, dtype=dtype, rngs=rngs)
+    if kind == "concat_pool":
+        return ConcatPoolHead(in_features, num_outputs, dropout=dropout, dtype=dtype, rngs=rngs)
+    if kind == "mlp":
+        return MLPHead(in_features, num_outputs, dropout=dropout, dtype=dtype, rngs=rngs)
+    raise ValueError(f"head must be one of {HEADS}; got {kind!r}")

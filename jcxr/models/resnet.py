@@ -1,0 +1,106 @@
+"""ResNet 18/34/50/101/152 (He et al. 2016, torchvision's v1.5: stride in the 3x3 conv)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jcxr.models.layers import BatchNorm, Sequential, conv, make_head, max_pool
+
+# name -> (block, blocks per stage)
+CONFIGS = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+    "resnet152": ("bottleneck", (3, 8, 36, 3)),
+}
+TORCH_HEAD = "fc"
+
+
+class BasicBlock(nnx.Module):
+    expansion = 1
+
+    def __init__(self, in_features, width, stride, *, dtype, rngs):
+        self.conv1 = conv(in_features, width, 3, stride=stride, dtype=dtype, rngs=rngs)
+        self.bn1 = BatchNorm(width, dtype=dtype)
+        self.conv2 = conv(width, width, 3, dtype=dtype, rngs=rngs)
+        self.bn2 = BatchNorm(width, dtype=dtype)
+        self.downsample = _downsample(in_features, width, stride, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        y = jax.nn.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return jax.nn.relu(y + shortcut)
+
+
+class Bottleneck(nnx.Module):
+    expansion = 4
+
+    def __init__(self, in_features, width, stride, *, dtype, rngs):
+        out = width * self.expansion
+        self.conv1 = conv(in_features, width, 1, dtype=dtype, rngs=rngs)
+        self.bn1 = BatchNorm(width, dtype=dtype)
+        self.conv2 = conv(width, width, 3, stride=stride, dtype=dtype, rngs=rngs)
+        self.bn2 = BatchNorm(width, dtype=dtype)
+        self.conv3 = conv(width, out, 1, dtype=dtype, rngs=rngs)
+        self.bn3 = BatchNorm(out, dtype=dtype)
+        self.downsample = _downsample(in_features, out, stride, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        y = jax.nn.relu(self.bn1(self.conv1(x)))
+        y = jax.nn.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return jax.nn.relu(y + shortcut)
+
+
+def _downsample(in_features, out_features, stride, *, dtype, rngs):
+    if stride == 1 and in_features == out_features:
+        return None
+    return Sequential(
+        conv(in_features, out_features, 1, stride=stride, padding=0, dtype=dtype, rngs=rngs),
+        BatchNorm(out_features, dtype=dtype),
+    )
+
+
+class ResNet(nnx.Module):
+    """``[B, H, W, 3]`` normalised images -> ``[B, num_outputs]`` logits (float32)."""
+
+    def __init__(
+        self,
+        arch: str,
+        *,
+        num_outputs: int = 1000,
+        head: str = "linear",
+        dropout: float = 0.0,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        block_kind, depths = CONFIGS[arch]
+        block = BasicBlock if block_kind == "basic" else Bottleneck
+        self.arch = arch
+        self.conv1 = conv(3, 64, 7, stride=2, dtype=dtype, rngs=rngs)
+        self.bn1 = BatchNorm(64, dtype=dtype)
+        in_features = 64
+        for stage, (width, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
+            blocks = []
+            for i in range(depth):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(block(in_features, width, stride, dtype=dtype, rngs=rngs))
+                in_features = width * block.expansion
+            setattr(self, f"layer{stage + 1}", Sequential(*blocks))
+        self.num_features = in_features
+        self.head = make_head(
+            head, in_features, num_outputs, dropout=dropout, dtype=dtype, rngs=rngs
+        )
+
+    def feature_map(self, x):
+        """``[B, H, W, 3] -> [B, H / 32, W / 32, C]`` feature map before pooling."""
+        x = max_pool(jax.nn.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def __call__(self, x):
+        return self.head(self.feature_map(x)).astype(jnp.float32)

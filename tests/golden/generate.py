@@ -1,0 +1,84 @@
+"""Regenerate the committed golden manifests and fixtures with torchvision itself.
+
+Needs torch and torchvision (not jcxr's dependencies): on the project's CPU machine,
+
+    python3 -m venv /tmp/tv && /tmp/tv/bin/pip install torch==2.14.1 torchvision==0.29.1 numpy
+    /tmp/tv/bin/python tests/golden/generate.py
+
+writes ``manifests/ARCH.json`` (every torchvision key, shape and dtype, the parameter count and
+the ImageNet weights URL) for every architecture jcxr has, and ``fixtures/ARCH.npz`` for the
+golden architectures: eval-mode logits at each resolution, train-mode logits (stochastic depth
+and dropout off) and every running statistic after that one train-mode forward pass.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).parent))
+from random_weights import (
+    FIXTURES,
+    GOLDEN_ARCHS,
+    MANIFESTS,
+    RESOLUTIONS,
+    TRAIN_RESOLUTION,
+    random_input,
+    random_state_dict,
+)
+
+ARCHS = [f"resnet{d}" for d in (18, 34, 50, 101, 152)]
+ARCHS += [f"densenet{d}" for d in (121, 161, 169, 201)]
+ARCHS += [f"efficientnet_b{i}" for i in range(8)]
+
+
+def write_manifest(arch: str) -> None:
+    model = torchvision.models.get_model(arch, weights=None)
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    record = {
+        "arch": arch,
+        "torchvision": torchvision.__version__,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "weights_url": weights.url,
+        "tensors": [
+            [k, list(v.shape), str(v.dtype).removeprefix("torch.")]
+            for k, v in model.state_dict().items()
+        ],
+    }
+    (MANIFESTS / f"{arch}.json").write_text(json.dumps(record, indent=0) + "\n")
+
+
+def write_fixture(arch: str) -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(arch, weights=None)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in random_state_dict(arch).items()})
+    out = {}
+    model.eval()
+    with torch.no_grad():
+        for resolution in RESOLUTIONS:
+            out[f"eval_{resolution}"] = model(torch.from_numpy(random_input(resolution))).numpy()
+        for module in model.modules():  # train mode without randomness
+            if isinstance(module, torch.nn.Dropout | torchvision.ops.StochasticDepth):
+                module.p = 0.0
+        model.train()
+        x = torch.from_numpy(random_input(TRAIN_RESOLUTION))
+        out[f"train_{TRAIN_RESOLUTION}"] = model(x).numpy()
+    for key, value in model.state_dict().items():
+        if key.endswith(("running_mean", "running_var")):
+            out[f"running/{key}"] = value.numpy()
+    np.savez_compressed(FIXTURES / f"{arch}.npz", **out)
+    scale = np.abs(out["eval_224"]).max()
+    print(f"{arch}: fixture written, max |logit| at 224 px = {scale:.3f}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    MANIFESTS.mkdir(exist_ok=True)
+    FIXTURES.mkdir(exist_ok=True)
+    for arch in ARCHS:
+        write_manifest(arch)
+    for arch in GOLDEN_ARCHS:
+        write_fixture(arch)

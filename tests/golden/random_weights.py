@@ -1,0 +1,51 @@
+"""Deterministic random torchvision state dicts and inputs, numpy only.
+
+Shared by the golden tests and ``generate.py`` (which runs torchvision on the same tensors), so
+neither side needs the other's framework. Scales keep activations of O(1) through 150+ layers.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+MANIFESTS = Path(__file__).parent / "manifests"
+FIXTURES = Path(__file__).parent / "fixtures"
+GOLDEN_ARCHS = ("resnet34", "resnet50", "densenet121", "efficientnet_b0", "efficientnet_b5")
+RESOLUTIONS = (224, 97)  # 97 px gives odd feature maps at every stride: 49, 25, 13, 7, 4
+TRAIN_RESOLUTION = 97
+BATCH = 2
+SEED = 20201122
+
+
+def manifest(arch: str) -> dict:
+    """``{"arch", "torchvision", "num_params", "tensors": [[key, shape, dtype], ...]}``."""
+    return json.loads((MANIFESTS / f"{arch}.json").read_text())
+
+
+def random_state_dict(arch: str, seed: int = SEED) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([seed, sum(map(ord, arch))])
+    out = {}
+    for key, shape, dtype in manifest(arch)["tensors"]:
+        shape = tuple(shape)
+        if key.endswith("num_batches_tracked"):
+            out[key] = np.zeros(shape, np.int64)
+        elif key.endswith("running_mean"):
+            out[key] = rng.normal(0.0, 0.1, shape).astype(np.float32)
+        elif key.endswith("running_var"):
+            out[key] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        elif key.endswith("bias"):
+            out[key] = rng.normal(0.0, 0.05, shape).astype(np.float32)
+        elif len(shape) == 1:  # BatchNorm weight
+            out[key] = rng.uniform(0.4, 1.0, shape).astype(np.float32)
+        else:  # conv (O, I, kh, kw) or linear (out, in)
+            fan_in = int(np.prod(shape[1:]))
+            out[key] = rng.normal(0.0, np.sqrt(1.0 / fan_in), shape).astype(np.float32)
+        assert dtype in ("float32", "int64"), (key, dtype)
+    return out
+
+
+def random_input(resolution: int, seed: int = SEED) -> np.ndarray:
+    """``[B, 3, H, W]`` float32 (torch layout), like ImageNet-normalised pixels."""
+    rng = np.random.default_rng([seed, resolution])
+    return rng.normal(0.0, 1.0, (BATCH, 3, resolution, resolution)).astype(np.float32)

@@ -1,0 +1,340 @@
+"""jcxr.models against torchvision: key/shape manifests, parameter counts, golden logits."""
+
+import json
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jcxr import models
+from jcxr.models.__main__ import summarise
+from jcxr.models.port import main as port_main
+from jcxr.models.weights import WeightsMismatchError, model_variables, read_state_dict
+from tests.golden.random_weights import (
+    FIXTURES,
+    GOLDEN_ARCHS,
+    RESOLUTIONS,
+    TRAIN_RESOLUTION,
+    manifest,
+    random_input,
+    random_state_dict,
+)
+
+ALL_ARCHS = models.list_archs()
+
+
+def nhwc(x):
+    return jnp.asarray(x.transpose(0, 2, 3, 1))
+
+
+@nnx.jit
+def forward(model, x):
+    return model(x)
+
+
+def abstract_imagenet_model(arch):
+    return nnx.eval_shape(lambda: models.create(arch, num_outputs=1000))
+
+
+def test_every_torchvision_architecture_is_listed():
+    expected = {f"resnet{d}" for d in (18, 34, 50, 101, 152)}
+    expected |= {f"densenet{d}" for d in (121, 161, 169, 201)}
+    expected |= {f"efficientnet_b{i}" for i in range(8)}
+    assert set(ALL_ARCHS) == expected
+
+
+@pytest.mark.parametrize("arch", ALL_ARCHS)
+def test_keys_and_shapes_equal_the_torchvision_manifest(arch):
+    model = abstract_imagenet_model(arch)
+    ours = {
+        key: tuple(
+            np.empty(v.get_value().shape, np.uint8)
+            .transpose(
+                *(
+                    (3, 2, 0, 1)
+                    if leaf == "kernel" and v.get_value().ndim == 4
+                    else (1, 0)
+                    if leaf == "kernel"
+                    else range(v.get_value().ndim)
+                )
+            )
+            .shape
+        )
+        for key, (leaf, v) in model_variables(
+            model, models.torch_head(arch), include_head=True
+        ).items()
+    }
+    theirs = {
+        k: tuple(shape)
+        for k, shape, _ in manifest(arch)["tensors"]
+        if not k.endswith("num_batches_tracked")
+    }
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("arch", ALL_ARCHS)
+def test_parameter_count_equals_torchvision(arch):
+    info = summarise(arch, 64)
+    assert info["params"] == manifest(arch)["num_params"]
+    assert info["output_shape"] == (1, 1000)
+
+
+def test_parameter_counts_quoted_in_the_issue():
+    quoted = {"resnet34": 21_797_672, "densenet121": 7_978_856, "efficientnet_b0": 5_288_548}
+    for arch, count in quoted.items():
+        assert summarise(arch, 64)["params"] == count
+
+
+@pytest.mark.parametrize("arch", GOLDEN_ARCHS)
+def test_eval_logits_equal_torchvision_golden(arch):
+    model = models.from_torchvision(arch, random_state_dict(arch))
+    model.eval()
+    golden = np.load(FIXTURES / f"{arch}.npz")
+    for resolution in RESOLUTIONS:
+        logits = np.asarray(forward(model, nhwc(random_input(resolution))))
+        assert logits.shape == (2, 1000)
+        np.testing.assert_allclose(logits, golden[f"eval_{resolution}"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", GOLDEN_ARCHS)
+def test_train_mode_outputs_and_running_statistics_equal_torchvision(arch):
+    sd_rate = 0.0 if arch.startswith("efficientnet") else None
+    model = models.from_torchvision(arch, random_state_dict(arch), stochastic_depth=sd_rate)
+    model.train()
+    model.set_attributes(
+        deterministic=True, raise_if_not_found=False
+    )  # dropout off, BN batch stats
+    golden = np.load(FIXTURES / f"{arch}.npz")
+    logits = np.asarray(forward(model, nhwc(random_input(TRAIN_RESOLUTION))))
+    np.testing.assert_allclose(logits, golden[f"train_{TRAIN_RESOLUTION}"], rtol=0, atol=1e-4)
+    variables = model_variables(model, models.torch_head(arch), include_head=True)
+    running = [k for k in golden.files if k.startswith("running/")]
+    assert len(running) == sum(k.endswith(("running_mean", "running_var")) for k in variables)
+    for name in running:
+        key = name.removeprefix("running/")
+        np.testing.assert_allclose(
+            np.asarray(variables[key][1].get_value()),
+            golden[name],
+            rtol=1e-4,
+            atol=1e-5,
+            err_msg=key,
+        )
+
+
+def test_legacy_densenet_keys_load():
+    sd = random_state_dict("densenet121")
+    legacy = {}
+    for key, value in sd.items():
+        for name in ("norm1", "norm2", "conv1", "conv2"):
+            key = key.replace(f".{name}.", f".{name[:-1]}.{name[-1]}.")
+        legacy[key] = value
+    assert "features.denseblock1.denselayer1.norm.1.weight" in legacy
+    a = models.from_torchvision("densenet121", sd)
+    b = models.from_torchvision("densenet121", legacy)
+    ka = model_variables(a, "classifier", include_head=True)
+    kb = model_variables(b, "classifier", include_head=True)
+    for key in ka:
+        assert np.array_equal(ka[key][1].get_value(), kb[key][1].get_value())
+
+
+def test_mismatched_weights_list_every_problem():
+    sd = random_state_dict("resnet34")
+    del sd["layer1.0.bn1.running_mean"]
+    sd["layer9.0.conv1.weight"] = np.zeros((1,), np.float32)
+    sd["layer2.0.conv1.weight"] = np.zeros((128, 64, 5, 5), np.float32)
+    with pytest.raises(WeightsMismatchError) as info:
+        models.from_torchvision("resnet34", sd)
+    text = str(info.value)
+    assert "missing from the weights (1)" in text and "layer1.0.bn1.running_mean" in text
+    assert "unexpected in the weights (1)" in text and "layer9.0.conv1.weight" in text
+    assert "layer2.0.conv1.weight: found (128, 64, 5, 5), expected (128, 64, 3, 3)" in text
+    with pytest.raises(WeightsMismatchError, match=r"unexpected in the weights \(80\)"):
+        models.from_torchvision("resnet18", random_state_dict("resnet34"))
+
+
+@pytest.mark.parametrize("head", models.HEADS)
+def test_pretrained_loads_backbone_and_keeps_a_fresh_head(head):
+    sd = random_state_dict("resnet34")
+    model = models.create("resnet34", num_outputs=3, head=head, pretrained=sd, rngs=nnx.Rngs(1))
+    kernel = np.asarray(model.layer3[2].conv2.kernel.get_value())
+    np.testing.assert_array_equal(kernel, sd["layer3.2.conv2.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(np.asarray(model.bn1.mean.get_value()), sd["bn1.running_mean"])
+    model.eval()
+    out = forward(model, jnp.zeros((2, 64, 64, 3)))
+    assert out.shape == (2, 3) and out.dtype == jnp.float32
+
+
+def test_heads_have_the_documented_structure():
+    concat = models.create("resnet18", head="concat_pool", num_outputs=2)
+    head_params = lambda m: sum(  # noqa: E731
+        v.get_value().size for _, v in nnx.to_flat_state(nnx.state(m.head, nnx.Param))
+    )
+    # BN(1024) + dense(1024 -> 512) + BN(512) + dense(512 -> 2)
+    assert head_params(concat) == 2 * 1024 + 1024 * 512 + 512 + 2 * 512 + 512 * 2 + 2
+    mlp = models.create("resnet18", head="mlp", num_outputs=1)
+    assert len(mlp.head.denses) == 3
+    linear = models.create("resnet18", head="linear", num_outputs=1)
+    assert head_params(linear) == 512 + 1
+
+
+def test_weight_files_npz_safetensors_and_ported_directory(tmp_path):
+    from safetensors.numpy import save_file
+
+    sd = random_state_dict("efficientnet_b0")
+    np.savez(tmp_path / "w.npz", **sd)
+    save_file({k: v for k, v in sd.items()}, str(tmp_path / "w.safetensors"))
+    assert (
+        port_main(
+            [
+                "efficientnet_b0",
+                "--weights",
+                str(tmp_path / "w.npz"),
+                "--out",
+                str(tmp_path / "ported"),
+            ]
+        )
+        == 0
+    )
+    record = json.loads((tmp_path / "ported" / "port.json").read_text())
+    converted = [k for k in sd if not k.endswith("num_batches_tracked")]  # torch's counters
+    assert record["arch"] == "efficientnet_b0" and record["tensors_converted"] == len(converted)
+    assert len(record["source_sha256"]) == 64
+    assert not list(tmp_path.glob(".ported.partial-*"))
+    for source in ("w.npz", "w.safetensors", "ported"):
+        loaded = read_state_dict(tmp_path / source)
+        assert set(loaded) == {k for k in sd if not k.endswith("num_batches_tracked")}
+        for key, value in loaded.items():
+            np.testing.assert_array_equal(value, sd[key])
+
+
+def test_port_refuses_bad_weights_and_reports_missing_torch(tmp_path, monkeypatch, capsys):
+    sd = random_state_dict("resnet18")
+    np.savez(tmp_path / "r18.npz", **sd)
+    assert (
+        port_main(
+            ["resnet34", "--weights", str(tmp_path / "r18.npz"), "--out", str(tmp_path / "out")]
+        )
+        == 2
+    )
+    assert "missing from the weights" in capsys.readouterr().err  # resnet18 lacks layers
+    assert not (tmp_path / "out").exists()
+    assert (
+        port_main(
+            ["resnet18", "--weights", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "out")]
+        )
+        == 2
+    )
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "w.pth").write_bytes(b"not really")
+    monkeypatch.setitem(sys.modules, "torch", None)  # as on a machine without torch
+    assert (
+        port_main(
+            ["resnet18", "--weights", str(tmp_path / "w.pth"), "--out", str(tmp_path / "out")]
+        )
+        == 2
+    )
+    assert "needs torch" in capsys.readouterr().err
+    assert port_main(["resnet18", "--weights", "torchvision", "--out", str(tmp_path / "o")]) == 2
+    assert "needs torch and torchvision" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "densenet121", "efficientnet_b0"])
+def test_any_size_from_32_to_odd_sizes(arch):
+    model = models.create(arch, num_outputs=2)
+    model.eval()
+    for size in (32, 45):
+        assert forward(model, jnp.ones((1, size, size, 3))).shape == (1, 2)
+
+
+def test_bfloat16_computes_in_bf16_with_float32_parameters_and_statistics():
+    sd = random_state_dict("resnet34")
+    f32 = models.from_torchvision("resnet34", sd)
+    bf16 = models.from_torchvision("resnet34", sd, dtype=jnp.bfloat16)
+    f32.eval(), bf16.eval()
+    x = nhwc(random_input(97))
+    assert bf16.feature_map(x).dtype == jnp.bfloat16
+    for _, v in nnx.to_flat_state(nnx.state(bf16, nnx.Any(nnx.Param, nnx.BatchStat))):
+        assert v.get_value().dtype == jnp.float32
+    a, b = np.asarray(forward(f32, x)), np.asarray(forward(bf16, x))
+    assert b.dtype == np.float32
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max()
+    bf16.train()
+    forward(bf16, x)
+    assert bf16.bn1.mean.get_value().dtype == jnp.float32
+
+
+def test_densenet_remat_gives_identical_gradients(monkeypatch):
+    from jcxr.models import densenet
+
+    # A small DenseNet runs the same dense-layer code as densenet121 in a fraction of the time.
+    monkeypatch.setitem(densenet.CONFIGS, "densenet_test", (8, (2, 3, 2, 2), 16))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32)
+
+    def grads(remat):
+        model = densenet.DenseNet("densenet_test", num_outputs=1, remat=remat, rngs=nnx.Rngs(3))
+        model.train()
+
+        @nnx.jit
+        def step(model, x):
+            return nnx.grad(lambda m: jnp.mean(m(x) ** 2))(model)
+
+        return [np.asarray(g) for g in jax.tree.leaves(step(model, x))]
+
+    plain, remat = grads(False), grads(True)
+    assert len(plain) == len(remat) > 50
+    # Same maths; float32 rounding differs where XLA fuses the recomputation differently and
+    # train-mode BatchNorm amplifies it (~1e-5 of the gradient's size). A remat bug would be O(1).
+    scale = np.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in plain))
+    for a, b in zip(plain, remat, strict=True):
+        assert np.linalg.norm(b - a) <= 1e-4 * scale
+
+
+def test_stochastic_depth_only_in_training():
+    model = models.create("efficientnet_b0", num_outputs=1, stochastic_depth=0.5)
+    x = jnp.ones((4, 32, 32, 3))
+    model.eval()
+    np.testing.assert_array_equal(forward(model, x), forward(model, x))
+    model.train()
+    model.set_attributes(use_running_average=True, raise_if_not_found=False)
+    assert not np.array_equal(forward(model, x), forward(model, x))
+
+
+def test_jitted_train_step_compiles_once():
+    model = models.create("resnet18", num_outputs=1)
+    model.train()
+    step = nnx.jit(lambda m, x: nnx.grad(lambda m: jnp.mean(m(x)))(m))
+    inputs = [jnp.full((2, 32, 32, 3), float(i)) for i in range(4)]  # made before counting
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, *_, **__: (
+            compiles.append(event)
+            if event == "/jax/core/compile/backend_compile_duration"
+            else None
+        )
+    )
+    step(model, inputs[0])
+    first = len(compiles)
+    for x in inputs[1:]:
+        jax.block_until_ready(step(model, x))
+    assert first >= 1 and len(compiles) == first
+
+
+def test_flops_scale_with_resolution_and_match_torchvision_roughly():
+    # torchvision documents 3.66 G multiply-adds for resnet34 at 224 px; XLA counts 2 per MAC.
+    small, large = summarise("resnet34", 112), summarise("resnet34", 224)
+    assert large["flops"] / 2e9 == pytest.approx(3.66, rel=0.1)
+    assert large["flops"] / small["flops"] == pytest.approx(4.0, rel=0.05)
+
+
+def test_unknown_architecture_and_bad_options():
+    with pytest.raises(ValueError, match=r"unknown architecture 'resnet35'.*resnet34"):
+        models.create("resnet35")
+    with pytest.raises(ValueError, match="head must be one of"):
+        models.create("resnet18", head="attention")
+    with pytest.raises(ValueError, match="remat is a DenseNet option"):
+        models.create("resnet18", remat=True)
+    with pytest.raises(ValueError, match="unknown format"):
+        models.create("resnet18", pretrained=__file__)
