@@ -18,12 +18,12 @@ from pathlib import Path
 from flax import nnx
 
 from jcxr import models
+from jcxr._io import file_sha256
 from jcxr.models.weights import (
     PORT_CHECKPOINT,
     PORT_RECORD,
     WeightsMismatchError,
     read_state_dict,
-    sha256,
 )
 
 
@@ -63,7 +63,7 @@ def port(arch: str, weights: str, out: Path) -> dict:
         "arch": arch,
         "torch_head": models.torch_head(arch),
         "source": str(source),
-        "source_sha256": sha256(source) if source.is_file() else None,
+        "source_sha256": file_sha256(source) if source.is_file() else None,
         "tensors_converted": len(state_dict),
         "params": sum(
             v.get_value().size for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param))

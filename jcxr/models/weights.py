@@ -9,7 +9,6 @@ shape, and copies it in. A model variable's torchvision key comes from its NNX p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -175,14 +174,6 @@ def read_state_dict(source) -> dict[str, np.ndarray]:
         f"weights {path}: unknown format {suffix!r}; expected .pth, .pt, .safetensors, .npz or a "
         "directory written by `python -m jcxr.models.port`"
     )
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_ported(directory: Path) -> dict[str, np.ndarray]:

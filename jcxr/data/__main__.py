@@ -1,0 +1,140 @@
+"""python -m jcxr.data {describe,prepare,verify,phantoms}: datasets from metadata to shards."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from jcxr.data import chexpert, nih, phantom, shards, splits
+from jcxr.data.table import DataError, Table
+
+SOURCES = ("nih", "chexpert", "phantom")
+
+
+def load_table(source: str, root: str | Path, *, split: str = "train") -> Table:
+    """Metadata of ``source`` at ``root`` (phantoms use the NIH layout)."""
+    if source in ("nih", "phantom"):
+        return nih.read_metadata(root)
+    if source == "chexpert":
+        return chexpert.read_metadata(root, split)
+    raise DataError(f"unknown source {source!r}; choose one of {SOURCES}")
+
+
+def describe(table: Table, label: str | None, subsample_size: int | None, seed: int = 0) -> dict:
+    out = {
+        "images": len(table),
+        "patients": table.num_patients,
+        "labels": table.counts(),
+    }
+    if label is not None:
+        sub = splits.positive_enriched_subsample(table, label, size=subsample_size, seed=seed)
+        out["subsample"] = {
+            "label": label,
+            "size": sub.size,
+            "positives": sub.positives,
+            "negatives": sub.negatives,
+            "positive_weight": sub.positive_weight,
+        }
+    if table.source == "chexpert":
+        _, labels = chexpert.study_labels(table)
+        out["studies"] = {
+            name: {
+                "studies": int((~np.isnan(labels[:, j])).sum()),
+                "positives": int((labels[:, j] == 1).sum()),
+            }
+            for j, name in enumerate(table.label_names)
+        }
+    return out
+
+
+def _print_description(info: dict) -> None:
+    print(f"images    {info['images']:,}")
+    print(f"patients  {info['patients']:,}")
+    print(f"\n{'label':<28}{'positives':>10}{'single':>10}")
+    for name, c in info["labels"].items():
+        print(f"{name:<28}{c['positives']:>10,}{c['single_finding']:>10,}")
+    if "studies" in info:
+        print(f"\n{'label (studies)':<28}{'studies':>10}{'positive':>10}")
+        for name, c in info["studies"].items():
+            print(f"{name:<28}{c['studies']:>10,}{c['positives']:>10,}")
+    if "subsample" in info:
+        s = info["subsample"]
+        print(f"\nsubsample for {s['label']}: {s['size']:,} images = {s['positives']:,} "
+              f"positives + {s['negatives']:,} negatives; positive weight "
+              f"{s['positive_weight']:.3f}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jcxr.data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("describe", help="counts from the metadata alone (no images needed)")
+    d.add_argument("source", choices=SOURCES)
+    d.add_argument("--root", required=True, type=Path)
+    d.add_argument("--label", help="also describe seed 001's subsample for this label")
+    d.add_argument("--subsample-size", type=int, default=20_000)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("prepare", help="decode once, write pre-resized ArrayRecord shards")
+    p.add_argument("--source", required=True, choices=SOURCES)
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--resolutions", required=True, help="comma-separated sizes, e.g. 32,64,128")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--resize", default="bilinear", choices=sorted(shards.RESIZE))
+    p.add_argument("--square", default="crop", choices=shards.SQUARE)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images, listing them")
+
+    v = sub.add_parser("verify", help="re-read shards: checksums, counts, order")
+    v.add_argument("shards", type=Path)
+
+    g = sub.add_parser("phantoms", help="write synthetic phantoms in the NIH layout")
+    g.add_argument("--out", required=True, type=Path)
+    g.add_argument("--images", type=int, default=2000)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--workers", type=int, default=2)
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "describe":
+            table = load_table(args.source, args.root)
+            info = describe(table, args.label, args.subsample_size, args.seed)
+            print(json.dumps(info, indent=2)) if args.json else _print_description(info)
+        elif args.command == "prepare":
+            resolutions = _resolutions(args.resolutions)
+            table = load_table(args.source, args.root)
+            manifest = shards.prepare(
+                table, args.root, args.out, resolutions, method=args.resize,
+                square=args.square, workers=args.workers, skip_bad=args.skip_bad,
+            )  # fmt: skip
+            print(f"wrote {manifest['images']:,} images at {manifest['resolutions']} px to "
+                  f"{args.out} ({len(manifest['skipped'])} skipped)")  # fmt: skip
+        elif args.command == "verify":
+            problems = shards.verify(args.shards)
+            if problems:
+                print("\n".join(problems), file=sys.stderr)
+                return 1
+            print(f"{args.shards}: every shard checks out")
+        else:
+            csv_path = phantom.generate(args.out, args.images, seed=args.seed, workers=args.workers)
+            print(f"phantoms: {csv_path}")
+    except (DataError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _resolutions(text: str) -> list[int]:
+    try:
+        return [int(r) for r in text.split(",")]
+    except ValueError:
+        raise DataError(f"--resolutions must be comma-separated integers; got {text!r}") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

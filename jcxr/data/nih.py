@@ -1,0 +1,138 @@
+"""NIH ChestX-ray14 (Wang et al. 2017): metadata CSV, image folders, official split lists."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from jcxr._io import file_sha256
+from jcxr.data.table import DataError, Table
+
+FINDINGS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+)
+NO_FINDING = "No Finding"
+CSV_NAMES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
+REQUIRED_COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "View Position")
+OFFICIAL_LISTS = {"train_val": "train_val_list.txt", "test": "test_list.txt"}
+
+
+def find_csv(root: Path) -> Path:
+    """The metadata CSV under ``root`` (either release's name, optionally gzipped)."""
+    for name in CSV_NAMES:
+        for candidate in (root / name, root / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    raise DataError(
+        f"{root}: no NIH metadata CSV; expected one of {list(CSV_NAMES)} (or .gz) in that folder"
+    )
+
+
+def read_metadata(root: str | Path) -> Table:
+    """Read the metadata of an NIH ChestX-ray14 copy at ``root``; images need not be present.
+
+    Both header variants work (the 2017 release's trailing empty column and "058Y" ages, and the
+    2020 one). Image paths are resolved from ``images_*/images/`` or one flat ``images/`` folder
+    when those exist, else left as ``images/NAME``.
+    """
+    root = Path(root)
+    path = find_csv(root)
+    rows = list(_read_rows(path))
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    header, body = rows[0], rows[1:]
+    columns = {name.strip(): i for i, name in enumerate(header)}
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {missing}; found {list(columns)}, expected at least "
+            f"{list(REQUIRED_COLUMNS)}"
+        )
+    n = len(body)
+    labels = np.zeros((n, len(FINDINGS)), np.float32)
+    image_ids, patients, views = [], [], []
+    finding_index = {name: j for j, name in enumerate(FINDINGS)}
+    for i, row in enumerate(body):
+        line = i + 2
+        if len(row) < len(REQUIRED_COLUMNS):
+            raise DataError(f"{path}: line {line}: {len(row)} fields, expected at least 9")
+        image_ids.append(row[columns["Image Index"]].strip())
+        patients.append(row[columns["Patient ID"]].strip())
+        views.append(row[columns["View Position"]].strip())
+        for finding in row[columns["Finding Labels"]].split("|"):
+            finding = finding.strip()
+            if finding == NO_FINDING:
+                continue
+            if finding not in finding_index:
+                raise DataError(
+                    f"{path}: line {line} ({image_ids[-1]}): unknown finding {finding!r}; "
+                    f"expected {NO_FINDING!r} or one of {list(FINDINGS)} joined by '|'"
+                )
+            labels[i, finding_index[finding]] = 1.0
+    image_ids = np.array(image_ids)
+    if np.unique(image_ids).size != n:
+        dupes = sorted({x for x in image_ids.tolist() if (image_ids == x).sum() > 1})[:5]
+        raise DataError(f"{path}: duplicate Image Index values, e.g. {dupes}")
+    return Table(
+        source="nih",
+        image_ids=image_ids,
+        patient_ids=np.array(patients),
+        label_names=FINDINGS,
+        labels=labels,
+        views=np.array(views),
+        paths=_image_paths(root, image_ids),
+        csv_sha256=file_sha256(path),
+    )
+
+
+def official_split(root: str | Path, table: Table) -> dict[str, np.ndarray] | None:
+    """Row indices of the official ``train_val`` and ``test`` lists, or None if absent."""
+    root = Path(root)
+    if not all((root / name).is_file() for name in OFFICIAL_LISTS.values()):
+        return None
+    position = {image: i for i, image in enumerate(table.image_ids.tolist())}
+    out = {}
+    for split, name in OFFICIAL_LISTS.items():
+        images = [line.strip() for line in (root / name).read_text().splitlines() if line.strip()]
+        unknown = [image for image in images if image not in position]
+        if unknown:
+            raise DataError(
+                f"{root / name}: {len(unknown)} image(s) not in the CSV, e.g. {unknown[:3]}"
+            )
+        out[split] = np.array([position[image] for image in images], dtype=np.int64)
+    return out
+
+
+def _read_rows(path: Path):
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as handle:
+        yield from csv.reader(handle)
+
+
+def _image_paths(root: Path, image_ids: np.ndarray) -> np.ndarray:
+    """``images_001/images/X.png`` (the release's 12 folders) or ``images/X.png``."""
+    folders = sorted(root.glob("images_*/images"))
+    if not folders:
+        return np.array([f"images/{name}" for name in image_ids.tolist()])
+    where = {}
+    for folder in folders:
+        for file in folder.iterdir():
+            where[file.name] = file.relative_to(root).as_posix()
+    return np.array([where.get(name, f"images/{name}") for name in image_ids.tolist()])

@@ -1,0 +1,292 @@
+"""Pre-resized ArrayRecord shards: decode every image once, resize to every resolution.
+
+Layout of ``SHARDS/``::
+
+    manifest.json                 counts, resize method, source CSV hash, shard checksums
+    res{R}/index.npz              per-record image_id, patient_id, labels (N, L), view
+    res{R}/{i:05d}-of-{n:05d}.array_record
+
+A record is ``b"JCXR" + uint32 header length + JSON header + R*R uint8 pixels`` (one grey
+channel, row-major), so a shard is readable without the index. Shards are written under a
+temporary name and renamed when complete: a killed ``prepare`` leaves no shard that looks
+finished, and rerunning it skips the shards already there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from jcxr._io import atomic_write_text, file_sha256
+from jcxr.data.table import DataError, Table
+
+MAGIC = b"JCXR"
+RESIZE = {"bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "area": Image.BOX}
+SQUARE = ("crop", "pad")
+MANIFEST = "manifest.json"
+RECORDS_PER_SHARD = 1024
+
+
+def encode_record(header: dict, pixels: np.ndarray) -> bytes:
+    meta = json.dumps(header, separators=(",", ":")).encode()
+    return MAGIC + struct.pack("<I", len(meta)) + meta + pixels.tobytes()
+
+
+def decode_pixels(record: bytes, resolution: int) -> np.ndarray:
+    """``[R, R]`` uint8 view of a record's pixels (no header parsing)."""
+    (length,) = struct.unpack_from("<I", record, 4)
+    return np.frombuffer(record, np.uint8, resolution * resolution, 8 + length).reshape(
+        resolution, resolution
+    )
+
+
+def decode_header(record: bytes) -> dict:
+    if record[:4] != MAGIC:
+        raise DataError(f"not a jcxr record (starts with {record[:4]!r}, expected {MAGIC!r})")
+    (length,) = struct.unpack_from("<I", record, 4)
+    return json.loads(record[8 : 8 + length])
+
+
+def load_grey(path: Path, square: str = "crop") -> np.ndarray:
+    """Decode an image to one grey uint8 channel, square (centre crop or black pad).
+
+    RGB and RGBA files (some NIH PNGs) are converted to luminance; 16-bit files are scaled.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I"):
+                array = np.asarray(image, np.float64)
+                grey = np.clip(array / max(array.max(), 1) * 255, 0, 255).astype(np.uint8)
+            else:
+                grey = np.asarray(image.convert("L"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{path}: cannot decode image ({error})") from None
+    h, w = grey.shape
+    if h == w:
+        return grey
+    if square == "crop":
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        return grey[top : top + side, left : left + side]
+    side = max(h, w)
+    out = np.zeros((side, side), np.uint8)
+    out[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = grey
+    return out
+
+
+def resize(grey: np.ndarray, resolution: int, method: str) -> np.ndarray:
+    if grey.shape == (resolution, resolution):
+        return grey
+    return np.asarray(Image.fromarray(grey).resize((resolution, resolution), RESIZE[method]))
+
+
+def _shard_name(i: int, n: int) -> str:
+    return f"{i:05d}-of-{n:05d}.array_record"
+
+
+def _decode_shard(job):
+    """Worker: decode and resize one shard's images; returns per-row pixels or a bad-file note."""
+    root, rows, paths, resolutions, method, square, skip_bad = job
+    out = []
+    for row, rel in zip(rows, paths, strict=True):
+        try:
+            grey = load_grey(Path(root) / rel, square)
+        except DataError as error:
+            if not skip_bad:
+                raise
+            out.append((row, None, str(error)))
+            continue
+        out.append((row, {r: resize(grey, r, method) for r in resolutions}, None))
+    return out
+
+
+def _write_shard(path: Path, records: list[bytes]) -> None:
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    writer = ArrayRecordWriter(str(tmp), "group_size:1")
+    for record in records:
+        writer.write(record)
+    writer.close()
+    os.replace(tmp, path)
+
+
+def prepare(
+    table: Table,
+    root: str | Path,
+    out: str | Path,
+    resolutions: list[int],
+    *,
+    method: str = "bilinear",
+    square: str = "crop",
+    workers: int = 2,
+    skip_bad: bool = False,
+    records_per_shard: int = RECORDS_PER_SHARD,
+    progress: bool = True,
+) -> dict:
+    """Write every image of ``table`` at every resolution; returns the manifest.
+
+    Resumable: shards already written (complete files, renamed into place) are not redone.
+    With ``skip_bad`` an unreadable image is left out and listed in the manifest; otherwise it
+    stops the run with an error naming the file.
+    """
+    if method not in RESIZE:
+        raise DataError(f"resize method must be one of {list(RESIZE)}; got {method!r}")
+    if square not in SQUARE:
+        raise DataError(f"square must be one of {SQUARE}; got {square!r}")
+    if not resolutions or any(r < 8 for r in resolutions):
+        raise DataError(f"resolutions must be a list of sizes >= 8 px; got {resolutions}")
+    root, out = Path(root), Path(out)
+    resolutions = sorted(set(resolutions))
+    n_shards = max(1, -(-len(table) // records_per_shard))
+    plan = [np.arange(i * records_per_shard, min((i + 1) * records_per_shard, len(table)))
+            for i in range(n_shards)]  # fmt: skip
+    for r in resolutions:
+        (out / f"res{r}").mkdir(parents=True, exist_ok=True)
+        for leftover in (out / f"res{r}").glob(".*.partial-*"):  # from a killed run
+            leftover.unlink()
+    todo = [
+        i for i in range(n_shards)
+        if not all((out / f"res{r}" / _shard_name(i, n_shards)).is_file() for r in resolutions)
+    ]  # fmt: skip
+    skipped_path = out / ".skipped.json"
+    skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else {}
+    jobs = [(str(root), plan[i].tolist(), table.paths[plan[i]].tolist(), resolutions, method,
+             square, skip_bad) for i in todo]  # fmt: skip
+    bar = _progress(len(table), progress, initial=len(table) - sum(len(plan[i]) for i in todo))
+    with ProcessPoolExecutor(max(1, workers)) as pool:
+        results = pool.map(_decode_shard, jobs) if workers > 1 else map(_decode_shard, jobs)
+        for i, decoded in zip(todo, results, strict=True):
+            bad = {str(row): note for row, _, note in decoded if note}
+            skipped.update(bad)
+            atomic_write_text(skipped_path, json.dumps(skipped))
+            for r in resolutions:
+                records = [
+                    encode_record(_header(table, row), images[r])
+                    for row, images, _ in decoded
+                    if images is not None
+                ]
+                target = out / f"res{r}" / _shard_name(i, n_shards)
+                if not target.is_file():
+                    _write_shard(target, records)
+            bar.update(len(decoded))
+    bar.close()
+    bad_rows = {int(k) for k in skipped}
+    kept = np.array([i for i in range(len(table)) if i not in bad_rows], dtype=np.int64)
+    manifest = _manifest(table, out, resolutions, n_shards, kept, method, square, skipped)
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _header(table: Table, row: int) -> dict:
+    return {
+        "image_id": str(table.image_ids[row]),
+        "patient_id": str(table.patient_ids[row]),
+        "view": str(table.views[row]),
+        "labels": [None if np.isnan(v) else float(v) for v in table.labels[row]],
+    }
+
+
+def _manifest(table, out, resolutions, n_shards, kept, method, square, skipped) -> dict:
+    sub = table.subset(kept)
+    shards = {}
+    for r in resolutions:
+        np.savez(
+            out / f"res{r}" / "index.npz",
+            image_id=sub.image_ids, patient_id=sub.patient_ids, labels=sub.labels,
+            view=sub.views,
+        )  # fmt: skip
+        shards[str(r)] = [
+            {"file": f"res{r}/{_shard_name(i, n_shards)}",
+             "sha256": file_sha256(out / f"res{r}" / _shard_name(i, n_shards))}
+            for i in range(n_shards)
+        ]  # fmt: skip
+    return {
+        "format": "jcxr-shards/1",
+        "source": table.source,
+        "source_csv_sha256": table.csv_sha256,
+        "label_names": list(table.label_names),
+        "resolutions": resolutions,
+        "images": len(sub),
+        "patients": int(sub.num_patients),
+        "resize": method,
+        "square": square,
+        "shards": shards,
+        "skipped": [
+            {"image": str(table.image_ids[int(k)]), "reason": v} for k, v in sorted(skipped.items())
+        ],
+    }
+
+
+def read_manifest(shards: str | Path) -> dict:
+    path = Path(shards) / MANIFEST
+    if not path.is_file():
+        raise DataError(
+            f"{Path(shards)}: no {MANIFEST}; prepare the shards first with `python -m jcxr.data "
+            f"prepare --source SOURCE --root DIR --resolutions ... --out {shards}`"
+        )
+    return json.loads(path.read_text())
+
+
+def shard_paths(shards: str | Path, resolution: int) -> list[str]:
+    manifest = read_manifest(shards)
+    if str(resolution) not in manifest["shards"]:
+        raise DataError(
+            f"{shards}: no shards at {resolution} px; prepared resolutions are "
+            f"{manifest['resolutions']}"
+        )
+    return [str(Path(shards) / s["file"]) for s in manifest["shards"][str(resolution)]]
+
+
+def verify(shards: str | Path) -> list[str]:
+    """Re-read every shard: checksums, record counts and headers against the index.
+
+    Returns a list of problems (empty when everything checks out).
+    """
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    shards = Path(shards)
+    manifest = read_manifest(shards)
+    problems = []
+    for r in manifest["resolutions"]:
+        index = np.load(shards / f"res{r}" / "index.npz")
+        count = 0
+        for entry in manifest["shards"][str(r)]:
+            path = shards / entry["file"]
+            if not path.is_file():
+                problems.append(f"{entry['file']}: missing")
+                continue
+            if file_sha256(path) != entry["sha256"]:
+                problems.append(f"{entry['file']}: checksum differs from the manifest")
+                continue
+            reader = ArrayRecordReader(str(path))
+            for record in reader.read_all():
+                header = decode_header(record)
+                if (
+                    count >= len(index["image_id"])
+                    or header["image_id"] != index["image_id"][count]
+                ):
+                    problems.append(f"{entry['file']}: record {count} is {header['image_id']}, "
+                                    "out of order with the index")  # fmt: skip
+                if len(record) - 8 - struct.unpack_from("<I", record, 4)[0] != r * r:
+                    problems.append(f"{entry['file']}: record {count} has a wrong pixel count")
+                count += 1
+            reader.close()
+        if count != manifest["images"]:
+            problems.append(f"res{r}: {count} records, manifest says {manifest['images']}")
+    return problems
+
+
+def _progress(total: int, enabled: bool, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", desc="prepare", disable=not enabled)

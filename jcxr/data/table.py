@@ -1,0 +1,67 @@
+"""The metadata every source produces: one row per image, labels as 1 / 0 / NaN (excluded)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file, row or field, what was found and expected."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Table:
+    """Metadata of a dataset, in the source's row order.
+
+    ``labels[i, j]`` is 1 (finding present), 0 (absent) or NaN (excluded for that label, e.g. a
+    CheXpert blank or an ignored uncertain mention).
+    """
+
+    source: str
+    image_ids: np.ndarray  # (N,) str
+    patient_ids: np.ndarray  # (N,) str
+    label_names: tuple[str, ...]
+    labels: np.ndarray  # (N, L) float32
+    views: np.ndarray  # (N,) str, e.g. "PA", "AP"
+    paths: np.ndarray  # (N,) str, image path relative to the dataset root
+    csv_sha256: str = ""
+    study_ids: np.ndarray | None = None  # (N,) str where images group into studies (CheXpert)
+
+    def __len__(self) -> int:
+        return self.image_ids.size
+
+    @property
+    def num_patients(self) -> int:
+        return int(np.unique(self.patient_ids).size)
+
+    def label(self, name: str) -> np.ndarray:
+        """(N,) 1 / 0 / NaN column of one label."""
+        if name not in self.label_names:
+            raise DataError(f"{self.source}: unknown label {name!r}; labels are {self.label_names}")
+        return self.labels[:, self.label_names.index(name)]
+
+    def subset(self, rows: np.ndarray) -> Table:
+        rows = np.asarray(rows)
+        return dataclasses.replace(
+            self,
+            image_ids=self.image_ids[rows],
+            patient_ids=self.patient_ids[rows],
+            labels=self.labels[rows],
+            views=self.views[rows],
+            paths=self.paths[rows],
+            study_ids=None if self.study_ids is None else self.study_ids[rows],
+        )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per label: positives, and positives whose image has no other positive finding."""
+        positive = self.labels == 1
+        single = positive & (positive.sum(axis=1, keepdims=True) == 1)
+        return {
+            name: {
+                "positives": int(positive[:, j].sum()),
+                "single_finding": int(single[:, j].sum()),
+            }
+            for j, name in enumerate(self.label_names)
+        }

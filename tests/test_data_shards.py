@@ -1,0 +1,235 @@
+"""prepare -> verify -> pipeline on phantoms; interruption, bad files, augmentation."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jcxr.data import nih, phantom, shards
+from jcxr.data.augment import Augmentation, augment, key_for, normalise, warp
+from jcxr.data.pipeline import Loader
+from jcxr.data.table import DataError
+
+RESOLUTIONS = [32, 48, 97]
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantoms")
+    phantom.generate(root, 120, seed=1, workers=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(phantoms, tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    table = nih.read_metadata(phantoms)
+    shards.prepare(table, phantoms, out, RESOLUTIONS, workers=2, records_per_shard=16,
+                   progress=False)  # fmt: skip
+    return table, out
+
+
+def test_round_trip_pixels_equal_the_resized_images(phantoms, prepared):
+    table, out = prepared
+    assert shards.verify(out) == []
+    manifest = shards.read_manifest(out)
+    assert manifest["images"] == 120 and manifest["resize"] == "bilinear"
+    assert manifest["source_csv_sha256"] == table.csv_sha256 and len(manifest["shards"]["32"]) == 8
+    index = np.load(out / "res97" / "index.npz")
+    assert index["image_id"].tolist() == table.image_ids.tolist()
+    labels = index["labels"][:, table.label_names.index("Mass")]
+    loader = Loader(out, 97, np.arange(120), labels, batch_size=7, train=False)
+    for batch in loader:
+        for record, pixels, label in zip(
+            batch["record"], batch["pixels"], batch["label"], strict=True
+        ):
+            if record < 0:
+                continue
+            expected = shards.resize(
+                shards.load_grey(phantoms / table.paths[record]), 97, "bilinear"
+            )
+            np.testing.assert_array_equal(pixels, expected)
+            assert label == labels[record]
+
+
+def test_verify_catches_a_damaged_shard(prepared, tmp_path):
+    import shutil
+
+    _, out = prepared
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shard = copy / shards.read_manifest(copy)["shards"]["48"][2]["file"]
+    shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
+    assert any("checksum" in p for p in shards.verify(copy))
+
+
+def test_killed_prepare_resumes_to_the_same_shards(phantoms, prepared, tmp_path):
+    _, reference = prepared
+    target = tmp_path / "interrupted"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from jcxr.data import nih, shards
+        original, calls = shards._write_shard, [0]
+        def dying(path, records):
+            calls[0] += 1
+            if calls[0] == 8:  # shard 2, second resolution: leave a partial file, then die
+                path.with_name(f".{{path.name}}.partial-{{os.getpid()}}").write_bytes(b"half")
+                os.kill(os.getpid(), signal.SIGKILL)
+            original(path, records)
+        shards._write_shard = dying
+        table = nih.read_metadata({str(phantoms)!r})
+        shards.prepare(table, {str(phantoms)!r}, {str(target)!r}, {RESOLUTIONS}, workers=1,
+                       records_per_shard=16, progress=False)
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert killed.returncode == -9
+    assert not (target / "manifest.json").exists()
+    assert list(target.glob("res*/.*.partial-*"))  # the half-written file is there...
+    table = nih.read_metadata(phantoms)
+    shards.prepare(table, phantoms, target, RESOLUTIONS, workers=1, records_per_shard=16,
+                   progress=False)  # fmt: skip
+    assert not list(target.glob("res*/.*.partial-*"))  # ...and gone after the rerun
+    assert shards.read_manifest(target)["shards"] == shards.read_manifest(reference)["shards"]
+    assert shards.verify(target) == []
+
+
+def test_corrupt_and_missing_images(phantoms, tmp_path):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(phantoms, root)
+    table = nih.read_metadata(root)
+    bad = root / table.paths[5]
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated PNG
+    with pytest.raises(DataError, match=rf"{table.paths[5]}: cannot decode image"):
+        shards.prepare(table, root, tmp_path / "a", [32], workers=1, progress=False)
+    assert not (tmp_path / "a" / "manifest.json").exists()
+    (root / table.paths[9]).unlink()
+    manifest = shards.prepare(table, root, tmp_path / "b", [32], workers=1, skip_bad=True,
+                              progress=False)  # fmt: skip
+    assert manifest["images"] == 118
+    assert [s["image"] for s in manifest["skipped"]] == [table.image_ids[5], table.image_ids[9]]
+    assert "not found" in manifest["skipped"][1]["reason"]
+    assert shards.verify(tmp_path / "b") == []
+
+
+def test_grey_conversion_and_squaring(tmp_path):
+    from PIL import Image
+
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    grey = shards.load_grey(tmp_path / "a.png", "crop")
+    assert grey.shape == (40, 40) and grey.dtype == np.uint8
+    assert grey[0, 0] == round(200 * 299 / 1000)  # ITU-R 601 luma, as PIL's "L"
+    padded = shards.load_grey(tmp_path / "a.png", "pad")
+    assert padded.shape == (60, 60) and padded[0, 0] == 0 and padded[30, 30] == grey[0, 0]
+
+
+def test_missing_shards_say_how_to_prepare(tmp_path):
+    with pytest.raises(DataError, match="prepare the shards first"):
+        Loader(tmp_path, 32, np.arange(3), np.zeros(3), 2, train=False)
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def mass_labels(out):
+    index = np.load(out / "res32" / "index.npz")
+    return index["labels"][:, list(shards.read_manifest(out)["label_names"]).index("Mass")]
+
+
+def test_every_evaluation_record_appears_exactly_once(prepared):
+    _, out = prepared
+    records = np.arange(3, 103)
+    loader = Loader(out, 32, records, mass_labels(out), batch_size=16, train=False)
+    batches = list(loader)
+    assert len(batches) == loader.batches_per_epoch == 7
+    assert all(b["pixels"].shape == (16, 32, 32) for b in batches)
+    seen = np.concatenate([b["record"][b["mask"]] for b in batches])
+    assert np.array_equal(np.sort(seen), records)
+    assert np.concatenate([b["mask"] for b in batches]).sum() == 100
+
+
+def test_training_order_is_seeded_per_epoch_and_drops_the_remainder(prepared):
+    _, out = prepared
+    loader = Loader(out, 32, np.arange(100), mass_labels(out), batch_size=16, train=True, seed=4)
+    epoch0 = [b["record"] for b in loader]
+    epoch1 = [b["record"] for b in loader]
+    assert len(epoch0) == 6 and all(b.shape == (16,) for b in epoch0)
+    assert not np.array_equal(np.concatenate(epoch0), np.concatenate(epoch1))
+    again = Loader(out, 32, np.arange(100), mass_labels(out), batch_size=16, train=True, seed=4)
+    assert all(np.array_equal(a["record"], b) for a, b in zip(again, epoch0, strict=True))
+
+
+def test_restored_loader_continues_with_the_identical_next_batch(prepared):
+    _, out = prepared
+    make = lambda: Loader(out, 48, np.arange(120), mass_labels(out), 8, train=True, seed=9)  # noqa: E731
+    reference = make()
+    list(reference)  # epoch 0
+    full = list(reference)  # epoch 1
+    interrupted = make()
+    list(interrupted)
+    iterator = iter(interrupted)
+    for _ in range(5):
+        next(iterator)
+    state = json.loads(json.dumps(interrupted.get_state()))  # survives a round trip to disk
+    resumed = make()
+    resumed.set_state(state)
+    rest = list(resumed)
+    assert state == {"epoch": 1, "batch": 5} and len(rest) == len(full) - 5
+    for a, b in zip(rest, full[5:], strict=True):
+        np.testing.assert_array_equal(a["pixels"], b["pixels"])
+        np.testing.assert_array_equal(a["record"], b["record"])
+
+
+def test_processes_see_disjoint_data(prepared):
+    _, out = prepared
+    labels = mass_labels(out)
+    train = [Loader(out, 32, np.arange(120), labels, 8, train=True, seed=1, process_index=p,
+                    process_count=2).epoch_order(0) for p in range(2)]  # fmt: skip
+    assert len(train[0]) == len(train[1]) and not set(train[0]) & set(train[1])
+    evals = [Loader(out, 32, np.arange(101), labels, 8, train=False, process_index=p,
+                    process_count=2).epoch_order(0) for p in range(2)]  # fmt: skip
+    both = np.concatenate(evals)
+    assert np.array_equal(np.sort(both[both >= 0]), np.arange(101))
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def test_warp_rotates_and_flips_exactly():
+    image = jnp.asarray(np.random.default_rng(0).random((9, 9)), jnp.float32)
+    np.testing.assert_allclose(warp(image, 0.0), image, atol=1e-6)
+    np.testing.assert_allclose(warp(image, 90.0), np.rot90(np.asarray(image)), atol=1e-5)
+    np.testing.assert_allclose(warp(image, 0.0, flip=True), np.asarray(image)[:, ::-1], atol=1e-6)
+    shifted = np.asarray(warp(image, 0.0, shift=(2.0, 0.0)))
+    np.testing.assert_allclose(shifted[2:], np.asarray(image)[:-2], atol=1e-6)
+    assert np.all(shifted[:2] == 0)  # black padding
+
+
+def test_augmentation_is_deterministic_and_keeps_shapes():
+    pixels = jnp.asarray(np.random.default_rng(1).integers(0, 256, (4, 32, 32)), jnp.uint8)
+    config = Augmentation()
+    run = jax.jit(lambda key, x: augment(key, x, config))
+    a = run(key_for(3, 10), pixels)
+    assert a.shape == (4, 32, 32) and a.dtype == jnp.float32
+    np.testing.assert_array_equal(a, run(key_for(3, 10), pixels))
+    assert not np.array_equal(a, run(key_for(3, 11), pixels))
+    assert not np.array_equal(a, run(key_for(3, 10, view=1), pixels))
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    none = Augmentation(0, 0, 0, False, 0, 0)
+    np.testing.assert_allclose(augment(key_for(0, 0), pixels, none), pixels / 255.0, atol=1e-7)
+
+
+def test_normalise_is_imagenet_on_three_channels():
+    x = normalise(jnp.full((1, 2, 2), 0.5))
+    assert x.shape == (1, 2, 2, 3)
+    np.testing.assert_allclose(x[0, 0, 0], (0.5 - np.array([0.485, 0.456, 0.406]))
+                               / np.array([0.229, 0.224, 0.225]), rtol=1e-6)  # fmt: skip
