@@ -29,8 +29,9 @@ def phantoms(tmp_path_factory):
 def prepared(phantoms, tmp_path_factory):
     out = tmp_path_factory.mktemp("shards")
     table = nih.read_metadata(phantoms)
-    shards.prepare(table, phantoms, out, RESOLUTIONS, workers=2, records_per_shard=16,
-                   progress=False)  # fmt: skip
+    shards.prepare(
+        table, phantoms, out, RESOLUTIONS, workers=2, records_per_shard=16, progress=False
+    )
     return table, out
 
 
@@ -91,8 +92,9 @@ def test_killed_prepare_resumes_to_the_same_shards(phantoms, prepared, tmp_path)
     assert not (target / "manifest.json").exists()
     assert list(target.glob("res*/.*.partial-*"))  # the half-written file is there...
     table = nih.read_metadata(phantoms)
-    shards.prepare(table, phantoms, target, RESOLUTIONS, workers=1, records_per_shard=16,
-                   progress=False)  # fmt: skip
+    shards.prepare(
+        table, phantoms, target, RESOLUTIONS, workers=1, records_per_shard=16, progress=False
+    )
     assert not list(target.glob("res*/.*.partial-*"))  # ...and gone after the rerun
     assert shards.read_manifest(target)["shards"] == shards.read_manifest(reference)["shards"]
     assert shards.verify(target) == []
@@ -110,8 +112,9 @@ def test_corrupt_and_missing_images(phantoms, tmp_path):
         shards.prepare(table, root, tmp_path / "a", [32], workers=1, progress=False)
     assert not (tmp_path / "a" / "manifest.json").exists()
     (root / table.paths[9]).unlink()
-    manifest = shards.prepare(table, root, tmp_path / "b", [32], workers=1, skip_bad=True,
-                              progress=False)  # fmt: skip
+    manifest = shards.prepare(
+        table, root, tmp_path / "b", [32], workers=1, skip_bad=True, progress=False
+    )
     assert manifest["images"] == 118
     assert [s["image"] for s in manifest["skipped"]] == [table.image_ids[5], table.image_ids[9]]
     assert "not found" in manifest["skipped"][1]["reason"]
@@ -192,11 +195,19 @@ def test_restored_loader_continues_with_the_identical_next_batch(prepared):
 def test_processes_see_disjoint_data(prepared):
     _, out = prepared
     labels = mass_labels(out)
-    train = [Loader(out, 32, np.arange(120), labels, 8, train=True, seed=1, process_index=p,
-                    process_count=2).epoch_order(0) for p in range(2)]  # fmt: skip
+    train = [
+        Loader(
+            out, 32, np.arange(120), labels, 8, train=True, seed=1, process_index=p, process_count=2
+        ).epoch_order(0)
+        for p in range(2)
+    ]
     assert len(train[0]) == len(train[1]) and not set(train[0]) & set(train[1])
-    evals = [Loader(out, 32, np.arange(101), labels, 8, train=False, process_index=p,
-                    process_count=2).epoch_order(0) for p in range(2)]  # fmt: skip
+    evals = [
+        Loader(
+            out, 32, np.arange(101), labels, 8, train=False, process_index=p, process_count=2
+        ).epoch_order(0)
+        for p in range(2)
+    ]
     both = np.concatenate(evals)
     assert np.array_equal(np.sort(both[both >= 0]), np.arange(101))
 
@@ -231,5 +242,8 @@ def test_augmentation_is_deterministic_and_keeps_shapes():
 def test_normalise_is_imagenet_on_three_channels():
     x = normalise(jnp.full((1, 2, 2), 0.5))
     assert x.shape == (1, 2, 2, 3)
-    np.testing.assert_allclose(x[0, 0, 0], (0.5 - np.array([0.485, 0.456, 0.406]))
-                               / np.array([0.229, 0.224, 0.225]), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        x[0, 0, 0],
+        (0.5 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]),
+        rtol=1e-6,
+    )

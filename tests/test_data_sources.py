@@ -18,15 +18,26 @@ NIH_ROOT = Path(__file__).parent / "data" / "nih"
 
 # ../shared/METHODS.md: positives (single-finding cases) from the real metadata.
 METHODS_COUNTS = {
-    "Emphysema": (2516, 892), "Cardiomegaly": (2776, 1093), "Hernia": (227, 110),
-    "Atelectasis": (11559, 4215), "Edema": (2303, 628), "Effusion": (13317, 3955),
-    "Mass": (5782, 2139), "Nodule": (6331, 2705),
-}  # fmt: skip
+    "Emphysema": (2516, 892),
+    "Cardiomegaly": (2776, 1093),
+    "Hernia": (227, 110),
+    "Atelectasis": (11559, 4215),
+    "Edema": (2303, 628),
+    "Effusion": (13317, 3955),
+    "Mass": (5782, 2139),
+    "Nodule": (6331, 2705),
+}
 # Seed 001, Table 1, "Loss Function Weight".
 SABOTTKE_WEIGHTS = {
-    "Emphysema": 6.949, "Cardiomegaly": 6.205, "Hernia": 87.105, "Atelectasis": 0.730,
-    "Edema": 7.684, "Effusion": 0.502, "Mass": 2.459, "Nodule": 2.159,
-}  # fmt: skip
+    "Emphysema": 6.949,
+    "Cardiomegaly": 6.205,
+    "Hernia": 87.105,
+    "Atelectasis": 0.730,
+    "Edema": 7.684,
+    "Effusion": 0.502,
+    "Mass": 2.459,
+    "Nodule": 2.159,
+}
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +133,21 @@ def test_bad_nih_csvs_name_the_problem(tmp_path):
     bad.write_text("Image Index,Labels,Patient ID\na.png,Mass,1\n")
     with pytest.raises(DataError, match=r"missing column\(s\) \['Finding Labels'"):
         nih.read_metadata(tmp_path)
-    header = ",".join([*nih.REQUIRED_COLUMNS[:4], "Patient Age", "Patient Gender",
-                       "View Position", "a", "b", "c", "d"]) + "\n"  # fmt: skip
+    header = (
+        ",".join(
+            [
+                *nih.REQUIRED_COLUMNS[:4],
+                "Patient Age",
+                "Patient Gender",
+                "View Position",
+                "a",
+                "b",
+                "c",
+                "d",
+            ]
+        )
+        + "\n"
+    )
     bad.write_text(
         header + "a.png,Mass,0,1,50,M,PA,1,1,1,1\nb.png,Mass|Tumour,0,1,50,M,PA,1,1,1,1\n"
     )
@@ -153,8 +177,13 @@ def write_chexpert(root: Path, prefix="CheXpert-v1.0-small"):
     col = {name: i for i, name in enumerate(header)}
 
     def row(patient, study, view, frontal, appa, **labels):
-        r = [f"{prefix}/train/patient{patient:05d}/study{study}/view{view}_x.jpg", "Male", "60",
-             frontal, appa] + [""] * len(chexpert.LABELS)  # fmt: skip
+        r = [
+            f"{prefix}/train/patient{patient:05d}/study{study}/view{view}_x.jpg",
+            "Male",
+            "60",
+            frontal,
+            appa,
+        ] + [""] * len(chexpert.LABELS)
         for name, value in labels.items():
             r[col[name.replace("_", " ")]] = value
         return r
@@ -182,8 +211,12 @@ def test_chexpert_policies_blanks_and_studies_by_hand(tmp_path, prefix):
     np.testing.assert_array_equal(t.label("Consolidation"), [nan, nan, nan, 1, 0])  # U-Ignore
     np.testing.assert_array_equal(t.label("Pleural Effusion"), [nan, nan, nan, nan, 1])
     studies, labels = chexpert.study_labels(t)
-    assert studies.tolist() == ["patient00001/study1", "patient00001/study2",
-                                "patient00002/study1", "patient00003/study1"]  # fmt: skip
+    assert studies.tolist() == [
+        "patient00001/study1",
+        "patient00001/study2",
+        "patient00002/study1",
+        "patient00003/study1",
+    ]
     card = labels[:, t.label_names.index("Cardiomegaly")]
     np.testing.assert_array_equal(card, [1, 0, 0, nan])
     blank_negative = chexpert.read_metadata(tmp_path, policy="ones", blank="negative")
@@ -214,8 +247,9 @@ def test_chexpert_bad_input(tmp_path):
 
 
 def run_data_cli(*args):
-    return subprocess.run([sys.executable, "-m", "jcxr.data", *map(str, args)],
-                          capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "jcxr.data", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def test_describe_cli_json_shape_on_real_metadata():
@@ -224,8 +258,13 @@ def test_describe_cli_json_shape_on_real_metadata():
     info = json.loads(out.stdout)
     assert info["images"] == 112_120 and info["patients"] == 30_805
     assert info["labels"]["Edema"] == {"positives": 2303, "single_finding": 628}
-    assert info["subsample"] == {"label": "Edema", "size": 20_000, "positives": 2303,
-                                 "negatives": 17_697, "positive_weight": 17_697 / 2303}  # fmt: skip
+    assert info["subsample"] == {
+        "label": "Edema",
+        "size": 20_000,
+        "positives": 2303,
+        "negatives": 17_697,
+        "positive_weight": 17_697 / 2303,
+    }
     text = run_data_cli("describe", "nih", "--root", NIH_ROOT)
     assert "Hernia" in text.stdout and "30,805" in text.stdout
     bad = run_data_cli("describe", "nih", "--root", NIH_ROOT, "--label", "Tumour")

@@ -63,9 +63,11 @@ def _print_description(info: dict) -> None:
             print(f"{name:<28}{c['studies']:>10,}{c['positives']:>10,}")
     if "subsample" in info:
         s = info["subsample"]
-        print(f"\nsubsample for {s['label']}: {s['size']:,} images = {s['positives']:,} "
-              f"positives + {s['negatives']:,} negatives; positive weight "
-              f"{s['positive_weight']:.3f}")  # fmt: skip
+        print(
+            f"\nsubsample for {s['label']}: {s['size']:,} images = {s['positives']:,} "
+            f"positives + {s['negatives']:,} negatives; positive weight "
+            f"{s['positive_weight']:.3f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,11 +111,19 @@ def main(argv: list[str] | None = None) -> int:
             resolutions = _resolutions(args.resolutions)
             table = load_table(args.source, args.root)
             manifest = shards.prepare(
-                table, args.root, args.out, resolutions, method=args.resize,
-                square=args.square, workers=args.workers, skip_bad=args.skip_bad,
-            )  # fmt: skip
-            print(f"wrote {manifest['images']:,} images at {manifest['resolutions']} px to "
-                  f"{args.out} ({len(manifest['skipped'])} skipped)")  # fmt: skip
+                table,
+                args.root,
+                args.out,
+                resolutions,
+                method=args.resize,
+                square=args.square,
+                workers=args.workers,
+                skip_bad=args.skip_bad,
+            )
+            print(
+                f"wrote {manifest['images']:,} images at {manifest['resolutions']} px to "
+                f"{args.out} ({len(manifest['skipped'])} skipped)"
+            )
         elif args.command == "verify":
             problems = shards.verify(args.shards)
             if problems:

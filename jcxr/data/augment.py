@@ -30,8 +30,14 @@ class Augmentation:
 
     @property
     def is_identity(self) -> bool:
-        return not (self.max_rotation or self.max_scale or self.max_translate or self.flip
-                    or self.max_brightness or self.max_contrast)  # fmt: skip
+        return not (
+            self.max_rotation
+            or self.max_scale
+            or self.max_translate
+            or self.flip
+            or self.max_brightness
+            or self.max_contrast
+        )
 
 
 def key_for(seed: int, step, view: int = 0) -> jax.Array:
@@ -68,8 +74,9 @@ def warp(image, angle, scale=1.0, shift=(0.0, 0.0), flip=False):
     bilinear, black outside the source."""
     size = image.shape[0]
     centre = (size - 1) / 2.0
-    y, x = jnp.meshgrid(jnp.arange(size, dtype=jnp.float32), jnp.arange(size, dtype=jnp.float32),
-                        indexing="ij")  # fmt: skip
+    y, x = jnp.meshgrid(
+        jnp.arange(size, dtype=jnp.float32), jnp.arange(size, dtype=jnp.float32), indexing="ij"
+    )
     # Output pixel p samples the source at centre + R(-angle) (p - centre - shift) / scale.
     py = y - centre - shift[0]
     px = (x - centre - shift[1]) * jnp.where(flip, -1.0, 1.0)

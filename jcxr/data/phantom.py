@@ -7,13 +7,16 @@ detectability depends on resolution by construction (sizes at the native 512 px;
 
 | finding      | what is drawn                               | native size      | at 32 px      |
 |--------------|---------------------------------------------|------------------|---------------|
-| Nodule       | 1-3 faint round opacities in the lungs      | 6-10 px across   | 0.4-0.6 px    |
+| Nodule       | 2-4 round opacities (+0.45) in the lungs    | 8-12 px across   | 0.5-0.75 px   |
 | Mass         | one round opacity in a lung                 | 48-72 px across  | 3-4.5 px      |
 | Cardiomegaly | heart width / thorax width 0.55-0.65        | (normal 0.38-0.48) | ~3 px wider |
 | Effusion     | fluid level filling the base of one lung    | 15-30% of its height | 2-4 px    |
 
-At 0.7 mm per native pixel (a 36 cm field), nodules are 4-7 mm and masses 3.4-5 cm.
-Cardiomegaly and nodules/masses are patient traits that persist across a patient's follow-up
+Every lung also holds 20-30 soft "vessel" blobs (Gaussian, sigma 5-8 px, +0.08-0.12). At 32 px a
+nodule's contrast is diluted into one pixel (partial volume) and looks like these blobs; from
+64 px up it stays a small, sharp, bright spot. At 0.7 mm per native pixel (a 36 cm field),
+nodules are 6-8 mm and masses 3.4-5 cm.
+Cardiomegaly and nodules/masses are patient traits that persist across a patient's 1-2
 images (as on NIH, where an image-level split leaks); effusion is drawn per image.
 Everything is deterministic from the seed.
 """
@@ -35,13 +38,22 @@ FINDINGS = ("Nodule", "Mass", "Cardiomegaly", "Effusion")
 PREVALENCE = {"Nodule": 0.3, "Mass": 0.15, "Cardiomegaly": 0.25, "Effusion": 0.2}
 CSV_NAME = "Data_Entry_2017_v2020.csv"
 CSV_HEADER = [
-    "Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender",
-    "View Position", "OriginalImage[Width", "Height]", "OriginalImagePixelSpacing[x", "y]",
-]  # fmt: skip
+    "Image Index",
+    "Finding Labels",
+    "Follow-up #",
+    "Patient ID",
+    "Patient Age",
+    "Patient Gender",
+    "View Position",
+    "OriginalImage[Width",
+    "Height]",
+    "OriginalImagePixelSpacing[x",
+    "y]",
+]
 
 
 def _patients(num_images: int, seed: int) -> list[dict]:
-    """Patient traits and per-image draws; 1-4 images per patient."""
+    """Patient traits and per-image draws; 1-2 images per patient."""
     rng = np.random.default_rng([seed, 1])
     images, patient = [], 0
     while len(images) < num_images:
@@ -50,7 +62,7 @@ def _patients(num_images: int, seed: int) -> list[dict]:
             name: rng.random() < PREVALENCE[name] for name in ("Nodule", "Mass", "Cardiomegaly")
         }
         geometry_seed = int(rng.integers(2**31))
-        for follow_up in range(int(rng.integers(1, 5))):
+        for follow_up in range(int(rng.integers(1, 3))):
             if len(images) == num_images:
                 break
             findings = dict(traits, Effusion=bool(rng.random() < PREVALENCE["Effusion"]))
@@ -108,6 +120,12 @@ def render(findings: dict[str, bool], patient_seed: int, image_seed: int) -> np.
         dome = ellipse(cx, lung_top + 2 * lung_h + 0.08, thorax * 0.5, 0.1)
         img[dome & ~heart] = 0.5
 
+    # Vessel markings: soft blobs that a diluted nodule resembles at low resolution.
+    for _, lung in lungs:
+        ys, xs = np.nonzero(lung[::8, ::8])
+        for k in irng.choice(ys.size, int(irng.integers(20, 31)), replace=False):
+            _blob(img, ys[k] * 8, xs[k] * 8, irng.uniform(5, 8), irng.uniform(0.08, 0.12))
+
     # Persistent lesions inside the lungs.
     def lesion(diameter_px, contrast):
         _, lung = lungs[int(prng.integers(2))]
@@ -120,8 +138,8 @@ def render(findings: dict[str, bool], patient_seed: int, image_seed: int) -> np.
         return contrast * np.clip(1.2 - d2, 0, 1)
 
     if findings["Nodule"]:
-        for _ in range(int(prng.integers(1, 4))):
-            img += lesion(prng.uniform(6, 10), 0.30)
+        for _ in range(int(prng.integers(2, 5))):
+            img += lesion(prng.uniform(8, 12), 0.45)
     if findings["Mass"]:
         img += lesion(prng.uniform(48, 72), 0.28)
     if findings["Effusion"]:
@@ -134,6 +152,15 @@ def render(findings: dict[str, bool], patient_seed: int, image_seed: int) -> np.
     smooth = np.asarray(Image.fromarray(coarse).resize((n, n), Image.BICUBIC))
     img += 0.025 * smooth + irng.normal(0, 0.03, (n, n)).astype(np.float32)
     return np.clip(img * 255, 0, 255).astype(np.uint8)
+
+
+def _blob(img: np.ndarray, cy: int, cx: int, sigma: float, amplitude: float) -> None:
+    """Add a Gaussian blob in place, computed only in its 4-sigma window."""
+    r = int(4 * sigma)
+    y0, y1 = max(cy - r, 0), min(cy + r + 1, img.shape[0])
+    x0, x1 = max(cx - r, 0), min(cx + r + 1, img.shape[1])
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    img[y0:y1, x0:x1] += amplitude * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
 
 
 def _write_one(args) -> None:
@@ -173,9 +200,20 @@ def generate(root: str | Path, num_images: int = 2000, *, seed: int = 0, workers
     for im in images:
         labels = "|".join(name for name in FINDINGS if im["findings"][name]) or "No Finding"
         writer.writerow(
-            [im["image"], labels, im["follow_up"], im["patient"], im["age"], im["sex"], "PA",
-             NATIVE, NATIVE, 0.7, 0.7]
-        )  # fmt: skip
+            [
+                im["image"],
+                labels,
+                im["follow_up"],
+                im["patient"],
+                im["age"],
+                im["sex"],
+                "PA",
+                NATIVE,
+                NATIVE,
+                0.7,
+                0.7,
+            ]
+        )
     atomic_write_text(csv_path, out.getvalue())
     atomic_write_text(stamp, signature)
     return csv_path

@@ -148,20 +148,33 @@ def prepare(
     root, out = Path(root), Path(out)
     resolutions = sorted(set(resolutions))
     n_shards = max(1, -(-len(table) // records_per_shard))
-    plan = [np.arange(i * records_per_shard, min((i + 1) * records_per_shard, len(table)))
-            for i in range(n_shards)]  # fmt: skip
+    plan = [
+        np.arange(i * records_per_shard, min((i + 1) * records_per_shard, len(table)))
+        for i in range(n_shards)
+    ]
     for r in resolutions:
         (out / f"res{r}").mkdir(parents=True, exist_ok=True)
         for leftover in (out / f"res{r}").glob(".*.partial-*"):  # from a killed run
             leftover.unlink()
     todo = [
-        i for i in range(n_shards)
+        i
+        for i in range(n_shards)
         if not all((out / f"res{r}" / _shard_name(i, n_shards)).is_file() for r in resolutions)
-    ]  # fmt: skip
+    ]
     skipped_path = out / ".skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else {}
-    jobs = [(str(root), plan[i].tolist(), table.paths[plan[i]].tolist(), resolutions, method,
-             square, skip_bad) for i in todo]  # fmt: skip
+    jobs = [
+        (
+            str(root),
+            plan[i].tolist(),
+            table.paths[plan[i]].tolist(),
+            resolutions,
+            method,
+            square,
+            skip_bad,
+        )
+        for i in todo
+    ]
     bar = _progress(len(table), progress, initial=len(table) - sum(len(plan[i]) for i in todo))
     with ProcessPoolExecutor(max(1, workers)) as pool:
         results = pool.map(_decode_shard, jobs) if workers > 1 else map(_decode_shard, jobs)
@@ -202,14 +215,18 @@ def _manifest(table, out, resolutions, n_shards, kept, method, square, skipped) 
     for r in resolutions:
         np.savez(
             out / f"res{r}" / "index.npz",
-            image_id=sub.image_ids, patient_id=sub.patient_ids, labels=sub.labels,
+            image_id=sub.image_ids,
+            patient_id=sub.patient_ids,
+            labels=sub.labels,
             view=sub.views,
-        )  # fmt: skip
+        )
         shards[str(r)] = [
-            {"file": f"res{r}/{_shard_name(i, n_shards)}",
-             "sha256": file_sha256(out / f"res{r}" / _shard_name(i, n_shards))}
+            {
+                "file": f"res{r}/{_shard_name(i, n_shards)}",
+                "sha256": file_sha256(out / f"res{r}" / _shard_name(i, n_shards)),
+            }
             for i in range(n_shards)
-        ]  # fmt: skip
+        ]
     return {
         "format": "jcxr-shards/1",
         "source": table.source,
@@ -275,8 +292,10 @@ def verify(shards: str | Path) -> list[str]:
                     count >= len(index["image_id"])
                     or header["image_id"] != index["image_id"][count]
                 ):
-                    problems.append(f"{entry['file']}: record {count} is {header['image_id']}, "
-                                    "out of order with the index")  # fmt: skip
+                    problems.append(
+                        f"{entry['file']}: record {count} is {header['image_id']}, "
+                        "out of order with the index"
+                    )
                 if len(record) - 8 - struct.unpack_from("<I", record, 4)[0] != r * r:
                     problems.append(f"{entry['file']}: record {count} has a wrong pixel count")
                 count += 1

@@ -15,7 +15,10 @@ CONFIGS = {
     "resnet50": ("bottleneck", (3, 4, 6, 3)),
     "resnet101": ("bottleneck", (3, 4, 23, 3)),
     "resnet152": ("bottleneck", (3, 8, 36, 3)),
+    # Not a torchvision model: a narrow ResNet for CPU demos and tests (no ImageNet weights).
+    "resnet_tiny": ("basic", (1, 1, 1, 1)),
 }
+WIDTHS = {"resnet_tiny": (16, 32, 64, 128)}
 TORCH_HEAD = "fc"
 
 
@@ -82,10 +85,11 @@ class ResNet(nnx.Module):
         block_kind, depths = CONFIGS[arch]
         block = BasicBlock if block_kind == "basic" else Bottleneck
         self.arch = arch
-        self.conv1 = conv(3, 64, 7, stride=2, dtype=dtype, rngs=rngs)
-        self.bn1 = BatchNorm(64, dtype=dtype)
-        in_features = 64
-        for stage, (width, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
+        widths = WIDTHS.get(arch, (64, 128, 256, 512))
+        self.conv1 = conv(3, widths[0], 7, stride=2, dtype=dtype, rngs=rngs)
+        self.bn1 = BatchNorm(widths[0], dtype=dtype)
+        in_features = widths[0]
+        for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):
             blocks = []
             for i in range(depth):
                 stride = 2 if stage > 0 and i == 0 else 1

@@ -1,0 +1,33 @@
+"""Seed 002 (Cardona Cardenas et al. 2020): cardiomegaly, PadChest train, OpenI external test.
+
+Not runnable yet: jcxr has no PadChest or OpenI source, and the run stops with a message saying
+so. The recipe is here so that it runs unchanged once they exist: EfficientNet-B2 and
+DenseNet121 (the paper's Xception, InceptionV3 and MobileNet are not in jcxr.models), a 3-layer
+MLP head with dropout 0.3, RMSprop at 1e-3 halved after 5 epochs without validation-loss
+improvement, 30 epochs, batch 16, class weights 75/25, 224 px, split 75:19:6.
+"""
+
+from jcxr.train.config import defaults
+
+
+def get_config():
+    c = defaults()
+    c.name = "cardenas2020"
+    c.data.source = "padchest"
+    c.data.train_fraction = 0.75
+    c.data.val_fraction = 0.19
+    c.sweep.labels = ("Cardiomegaly",)
+    c.sweep.resolutions = (224,)
+    c.sweep.archs = ("efficientnet_b2", "densenet121")
+    c.model.head = "mlp"
+    c.model.dropout = 0.3
+    c.optim.recipe = "rmsprop_plateau"
+    c.optim.learning_rate = 1e-3
+    c.optim.plateau_factor = 0.5
+    c.optim.plateau_patience = 5
+    c.train.epochs = 30
+    c.train.effective_batch_size = 16
+    c.train.microbatch_size = 16
+    c.train.loss = "class_weights"
+    c.train.class_weights = (0.25, 0.75)
+    return c

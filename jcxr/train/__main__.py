@@ -1,0 +1,74 @@
+"""python -m jcxr.train --config configs/NAME.py [--config.FIELD=VALUE ...] [--workdir DIR]
+
+Trains one network per (label, resolution, arch, seed) cell of the config's sweep, compares
+every resolution pair per label with DeLong's test and writes results.json, results.csv,
+figures and report.html to the workdir (default: workdirs/CONFIG_NAME). Rerunning the same
+command resumes interrupted cells and skips finished ones.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "config file (get_config())", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default workdirs/NAME)")
+
+
+def _valid_fields(config, prefix=""):
+    out = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        out += _valid_fields(value, name + ".") if hasattr(value, "items") else [name]
+    return out
+
+
+def main(argv):
+    del argv
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.set_verbosity(logging.WARNING)  # orbax narrates every save at INFO
+    from jcxr.data.table import DataError
+    from jcxr.train.config import validate
+    from jcxr.train.sweep import run_sweep, summary_table
+
+    config = _CONFIG.value
+    try:
+        validate(config)
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    workdir = Path(_WORKDIR.value or Path("workdirs") / config.name)
+    try:
+        results = run_sweep(config, workdir)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    print(summary_table(results))
+    failed = [c for c in results["cells"] if c["status"] != "done"]
+    print(f"\nresults: {workdir / 'results.json'}  {workdir / 'results.csv'}")
+    print(f"report:  {workdir / 'report.html'}")
+    if failed:
+        print(f"{len(failed)} cell(s) failed: see {workdir / 'cells'}/*/failure.json")
+
+
+def run():
+    # Parse once, up front: a mistyped --config.FIELD fails inside absl's parser with a
+    # traceback, so it is caught here and reported with the valid fields.
+    app.define_help_flags()
+    try:
+        argv = flags.FLAGS(sys.argv)
+        _ = _CONFIG.value
+    except (AttributeError, KeyError, flags.Error) as error:
+        from jcxr.train.config import defaults
+
+        valid = ", ".join(_valid_fields(defaults()))
+        sys.exit(f"error: bad --config override ({error}); valid fields: {valid}")
+    app.run(main, argv=argv, flags_parser=lambda args: args)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,355 @@
+"""Train and evaluate one sweep cell: (label, resolution, architecture, seed).
+
+Everything a cell needs to continue lives in its orbax checkpoints (``latest`` and ``best``):
+parameters, BatchNorm statistics, RNG state, optimiser state, the data loader's position, the
+plateau tracker and the metric history. Killing the process at any moment and rerunning
+resumes from ``latest`` and ends, on CPU, with the same metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from jcxr import models
+from jcxr._io import atomic_write_text
+from jcxr.data import splits
+from jcxr.data.augment import Augmentation
+from jcxr.data.pipeline import Loader
+from jcxr.data.shards import read_manifest
+from jcxr.data.table import DataError, Table
+from jcxr.train.metrics import binary_metrics
+from jcxr.train.optim import Plateau, current_learning_rates, make_optimizer, scale_learning_rate
+from jcxr.train.step import Steps, bce_terms
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    label: str
+    resolution: int
+    arch: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.label.replace(' ', '_')}__{self.arch}__r{self.resolution}__s{self.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelData:
+    """One label's records (indices into the shard index) per split, and its loss weights."""
+
+    label: str
+    labels: np.ndarray  # (N,) float32 over every record of the shards; NaN = excluded
+    splits: dict[str, np.ndarray]
+    positive_weight: float
+
+
+def index_table(shards: Path, resolution: int) -> Table:
+    """The shard index at ``resolution`` as a Table (record order)."""
+    manifest = read_manifest(shards)
+    index = np.load(Path(shards) / f"res{resolution}" / "index.npz")
+    return Table(
+        source=manifest["source"],
+        image_ids=index["image_id"],
+        patient_ids=index["patient_id"],
+        label_names=tuple(manifest["label_names"]),
+        labels=index["labels"],
+        views=index["view"],
+        paths=index["image_id"],
+    )
+
+
+def label_data(config, shards: Path, label: str) -> LabelData:
+    """Splits for ``label``: patient-grouped, from config.data (optionally seed 001's subsample).
+
+    Splits depend on the table and the split seed only, never on the resolution, so every
+    resolution of a label is evaluated on the same images.
+    """
+    table = index_table(shards, config.sweep.resolutions[0])
+    column = table.label(label)
+    labelled = np.flatnonzero(~np.isnan(column))
+    if config.data.subsample_size:
+        sub = splits.positive_enriched_subsample(
+            table, label, size=config.data.subsample_size, seed=config.data.split_seed
+        )
+        rows, weight = sub.rows, sub.positive_weight
+    else:
+        rows, weight = labelled, None
+    d = config.data
+    fractions = {"train": d.train_fraction, "val": d.val_fraction}
+    if 1.0 - d.train_fraction - d.val_fraction > 1e-9:
+        fractions["test"] = 1.0 - d.train_fraction - d.val_fraction
+    parts = splits.grouped_split(
+        table.subset(rows), fractions, seed=d.split_seed, split_by=d.split_by
+    )
+    parts = {name: rows[idx] for name, idx in parts.items()}
+    for name, idx in parts.items():
+        positives = int(np.sum(column[idx] == 1))
+        if positives == 0 or positives == len(idx):
+            raise DataError(
+                f"label {label!r}: the {name} split has {positives} positives of "
+                f"{len(idx)} images; both classes are needed"
+            )
+    if weight is None:
+        train = column[parts["train"]]
+        weight = float(np.sum(train == 0) / np.sum(train == 1))
+    return LabelData(
+        label=label, labels=column.astype(np.float32), splits=parts, positive_weight=float(weight)
+    )
+
+
+class CellFailed(RuntimeError):
+    pass
+
+
+def _savable(tree):
+    """Typed PRNG keys -> raw key data, so orbax can write them."""
+    return jax.tree.map(
+        lambda x: jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x,
+        tree,
+    )
+
+
+def _restored(tree, like):
+    return jax.tree.map(
+        lambda x, ref: (
+            jax.random.wrap_key_data(x) if jnp.issubdtype(ref.dtype, jax.dtypes.prng_key) else x
+        ),
+        tree,
+        like,
+    )
+
+
+class Checkpoints:
+    def __init__(self, directory: Path, name: str):
+        self.manager = ocp.CheckpointManager(
+            (directory / name).absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+        )
+
+    def save(self, step: int, steps: Steps, meta: dict) -> None:
+        state = {"params": steps.params, "others": steps.others, "opt_state": steps.opt_state}
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_savable(state)), meta=ocp.args.JsonSave(meta)
+            ),
+            force=True,
+        )
+
+    def restore(self, steps: Steps) -> dict | None:
+        latest = self.manager.latest_step()
+        if latest is None:
+            return None
+        like = {"params": steps.params, "others": steps.others, "opt_state": steps.opt_state}
+        restored = self.manager.restore(
+            latest,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(
+                    jax.tree.map(ocp.utils.to_shape_dtype_struct, _savable(like))
+                ),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
+        state = _restored(restored["state"], like)
+        steps.params, steps.others, steps.opt_state = (
+            state["params"],
+            state["others"],
+            state["opt_state"],
+        )
+        return restored["meta"]
+
+    def close(self):
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def evaluate(steps: Steps, loader: Loader) -> tuple[dict, dict]:
+    """Metrics and predictions (record, label, probability) over one full pass of ``loader``."""
+    records, labels, probs, losses = [], [], [], []
+    for batch in loader:
+        p, logits = steps.predict(batch["pixels"])
+        mask = batch["mask"]
+        p, logits = np.asarray(p)[mask], np.asarray(logits)[mask]
+        y = batch["label"][mask]
+        losses.append(np.asarray(bce_terms(logits, y, 1.0, 1.0)))
+        records.append(batch["record"][mask])
+        labels.append(y)
+        probs.append(p)
+    records, labels, probs = map(np.concatenate, (records, labels, probs))
+    metrics = binary_metrics(labels, probs, float(np.mean(np.concatenate(losses))))
+    return metrics, {"record": records, "label": labels, "prob": probs}
+
+
+def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path, log) -> dict:
+    """Train ``cell`` to the end (resuming if it was interrupted) and return its result."""
+    cell_dir = workdir / "cells" / cell.id
+    result_path = cell_dir / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    t = config.train
+    dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
+    model = models.create(
+        cell.arch,
+        num_outputs=1,
+        head=config.model.head,
+        dropout=config.model.dropout,
+        dtype=dtype,
+        pretrained=config.model.pretrained or None,
+        remat=config.model.remat,
+        rngs=nnx.Rngs(params=cell.seed, dropout=cell.seed + 1),
+    )
+    loader_kw = dict(shards=shards, resolution=cell.resolution, labels=data.labels)
+    train_loader = Loader(
+        records=data.splits["train"],
+        batch_size=t.effective_batch_size,
+        train=True,
+        seed=cell.seed,
+        **loader_kw,
+    )
+    eval_loaders = {
+        name: Loader(records=rows, batch_size=config.eval.batch_size, train=False, **loader_kw)
+        for name, rows in data.splits.items()
+        if name != "train"
+    }
+    steps_per_epoch = train_loader.batches_per_epoch
+    augmentation = None
+    if t.augment:
+        augmentation = Augmentation(
+            t.max_rotation, t.max_scale, t.max_translate, t.flip, t.max_brightness, t.max_contrast
+        )
+    class_weights = {
+        "weighted_bce": (data.positive_weight, 1.0),
+        "bce": (1.0, 1.0),
+        "class_weights": (t.class_weights[1], t.class_weights[0]),
+    }[t.loss]
+    steps = Steps(
+        model,
+        make_optimizer(config.optim, steps_per_epoch, t.epochs),
+        microbatches=t.effective_batch_size // t.microbatch_size,
+        augmentation=augmentation,
+        seed=cell.seed,
+        dtype=dtype,
+        positive_weight=class_weights[0],
+        negative_weight=class_weights[1],
+        tta_views=config.eval.tta_views,
+    )
+    latest, best = Checkpoints(cell_dir, "latest"), Checkpoints(cell_dir, "best")
+    plateau = Plateau(config.optim.plateau_patience, config.optim.plateau_factor)
+    meta = latest.restore(steps) or {
+        "step": 0,
+        "loader": train_loader.get_state(),
+        "history": [],
+        "best": None,
+        "plateau": plateau.state(),
+    }
+    train_loader.set_state(meta["loader"])
+    plateau.load(meta["plateau"])
+    step = meta["step"]
+    if step:
+        log.info(f"{cell.id}: resuming at step {step} (epoch {meta['loader']['epoch']})")
+    started = time.perf_counter()
+    try:
+        while train_loader.state["epoch"] < t.epochs:
+            epoch = train_loader.state["epoch"]
+            window = []
+            for batch in log.progress(
+                train_loader,
+                f"{cell.id} epoch {epoch + 1}/{t.epochs}",
+                steps_per_epoch,
+                initial=train_loader.state["batch"],
+            ):
+                window.append(steps.step(batch["pixels"], batch["label"], step))
+                step += 1
+                if step % t.log_every == 0:
+                    _log_window(log, cell, window, steps, step)
+                    window = []
+                if step % t.checkpoint_every == 0 and train_loader.state["batch"] < steps_per_epoch:
+                    meta.update(step=step, loader=train_loader.get_state())
+                    latest.save(step, steps, meta)
+            if window:
+                _log_window(log, cell, window, steps, step)
+            metrics, _ = evaluate(steps, eval_loaders["val"])
+            metrics["epoch"] = epoch + 1
+            meta["history"].append(metrics)
+            log.epoch(cell, metrics, step)
+            if meta["best"] is None or metrics["auc"] > meta["best"]["auc"]:
+                meta["best"] = metrics
+                best.save(step, steps, meta)
+            if config.optim.recipe == "rmsprop_plateau" and plateau.update(metrics["loss"]):
+                steps.opt_state = scale_learning_rate(steps.opt_state, plateau.factor)
+            meta.update(step=step, loader=train_loader.get_state(), plateau=plateau.state())
+            latest.save(step, steps, meta)
+    except CellFailed as failure:
+        latest.close(), best.close()
+        diagnostic = {
+            "status": "failed",
+            "reason": str(failure),
+            "step": step,
+            "history": meta["history"],
+        }
+        atomic_write_text(cell_dir / "failure.json", json.dumps(diagnostic, indent=2))
+        return {**_cell_fields(cell), "status": "failed", "reason": str(failure)}
+    best.restore(steps)
+    latest.close(), best.close()
+    outputs = {}
+    for name, loader in eval_loaders.items():
+        metrics, predictions = evaluate(steps, loader)
+        outputs[name] = metrics
+        np.savez(cell_dir / f"predictions_{name}.npz", **predictions)
+    result = {
+        **_cell_fields(cell),
+        "status": "done",
+        "best_epoch": meta["best"]["epoch"],
+        "positive_weight": data.positive_weight,
+        "train_images": len(data.splits["train"]),
+        "steps": step,
+        "seconds": time.perf_counter() - started,
+        "metrics": outputs["val"],
+        "splits": outputs,
+        "history": meta["history"],
+    }
+    result = _finite(result)  # what is returned is exactly what a rerun will read back
+    atomic_write_text(result_path, json.dumps(result, indent=2, allow_nan=False))
+    return result
+
+
+def _cell_fields(cell: Cell) -> dict:
+    return {
+        "label": cell.label,
+        "resolution": cell.resolution,
+        "arch": cell.arch,
+        "seed": cell.seed,
+    }
+
+
+def _log_window(log, cell, window, steps, step):
+    """Host sync for logging (every log_every steps): stop on a non-finite loss."""
+    losses = np.asarray(jax.device_get([m["loss"] for m in window]))
+    if not np.all(np.isfinite(losses)):
+        bad = step - len(window) + int(np.argmin(np.isfinite(losses)))
+        raise CellFailed(f"non-finite training loss at step {bad + 1}: {losses.tolist()}")
+    rates = {k: float(v) for k, v in current_learning_rates(steps.opt_state).items()}
+    grad_norm = float(window[-1]["grad_norm"])
+    log.step(cell, step, {"loss": float(losses.mean()), "grad_norm": grad_norm, **rates})
+
+
+def _finite(value):
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,132 @@
+"""The single description of a run: an ml_collections ConfigDict with every field defaulted.
+
+Study configs start from :func:`defaults` (locked: a mistyped field is an error, not a new key)
+and change what their study did. Units: resolutions in px, rates per optimiser step, batch
+sizes in images.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+SOURCES = ("phantom", "nih", "chexpert", "padchest")
+RECIPES = ("adam", "one_cycle", "rmsprop_plateau")
+LOSSES = ("weighted_bce", "class_weights", "bce")
+DTYPES = ("float32", "bfloat16")
+
+
+def defaults() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.name = "run"  # the sweep's name: W&B group, report title
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "phantom"
+    c.data.root = ""  # dataset root; phantoms: where to write them (default WORKDIR/phantoms)
+    c.data.shards = ""  # pre-resized shards (default WORKDIR/shards, prepared if missing)
+    c.data.prepare_if_missing = False  # only sensible for phantoms
+    c.data.phantom_images = 1600
+    c.data.phantom_seed = 0
+    c.data.resize = "bilinear"
+    c.data.split_by = "patient"  # or "image" (seed 001's unstated choice; leaks)
+    c.data.train_fraction = 0.7
+    c.data.val_fraction = 0.15  # the rest is the test set (0 = no test set)
+    c.data.subsample_size = 0  # seed 001: all positives + negatives up to this; 0 = all images
+    c.data.split_seed = 0
+
+    c.sweep = ml_collections.ConfigDict()
+    c.sweep.labels = ("Nodule",)
+    c.sweep.resolutions = (64,)
+    c.sweep.archs = ("resnet34",)
+    c.sweep.seeds = (0,)
+    # "arch:resolution" pairs: an arch named here runs only at its listed resolutions (seed 004
+    # trains each EfficientNet at its own native size).
+    c.sweep.only = ()
+
+    c.model = ml_collections.ConfigDict()
+    c.model.head = "linear"
+    c.model.dropout = 0.0
+    c.model.pretrained = ""  # torchvision weights: file or `python -m jcxr.models.port` dir
+    c.model.dtype = "float32"
+    c.model.remat = False
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.recipe = "adam"
+    c.optim.learning_rate = 5e-4
+    c.optim.head_learning_rate = 2.5e-3  # one_cycle: head rate after unfreezing
+    c.optim.body_learning_rate = 2.5e-5  # one_cycle: body rate after unfreezing
+    c.optim.frozen_learning_rate = 5e-3  # one_cycle: head rate while the body is frozen
+    c.optim.freeze_epochs = 0
+    c.optim.weight_decay = 0.0
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.plateau_factor = 0.5
+    c.optim.plateau_patience = 5  # epochs without validation-loss improvement
+
+    c.train = ml_collections.ConfigDict()
+    c.train.epochs = 3
+    c.train.effective_batch_size = 32  # images per optimiser step, at every resolution
+    c.train.microbatch_size = 32  # images per forward/backward; must divide the above
+    c.train.loss = "weighted_bce"
+    c.train.class_weights = (0.5, 0.5)  # (negative, positive) for loss="class_weights"
+    c.train.augment = True
+    c.train.max_rotation = 20.0
+    c.train.max_scale = 0.1
+    c.train.max_translate = 0.05
+    c.train.flip = True
+    c.train.max_brightness = 0.1
+    c.train.max_contrast = 0.1
+    c.train.log_every = 20  # steps between host syncs for logging
+    c.train.checkpoint_every = 50  # steps between "latest" checkpoints (and every epoch end)
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.batch_size = 128
+    c.eval.tta_views = 0  # extra augmented views averaged with the original (seed 001: 4)
+    c.eval.compare_on = "test"  # split for the DeLong comparison; "val" if there is no test set
+    c.eval.reference_resolution = 320  # denominator of the AUC ratio figure (seed 001 Fig 3)
+
+    c.logging = ml_collections.ConfigDict()
+    c.logging.wandb = "offline"  # "online", "offline" or "disabled"
+    c.logging.project = "jcxr"
+    c.logging.progress = True
+
+    c.lock()
+    return c
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Check values (keys are checked by the lock); raise ValueError naming the field."""
+
+    def choice(field, value, options):
+        if value not in options:
+            raise ValueError(f"config.{field} = {value!r}; expected one of {list(options)}")
+
+    choice("data.source", config.data.source, SOURCES)
+    choice("data.split_by", config.data.split_by, ("patient", "image"))
+    choice("optim.recipe", config.optim.recipe, RECIPES)
+    choice("train.loss", config.train.loss, LOSSES)
+    choice("model.dtype", config.model.dtype, DTYPES)
+    choice("logging.wandb", config.logging.wandb, ("online", "offline", "disabled"))
+    choice("eval.compare_on", config.eval.compare_on, ("test", "val"))
+    t = config.train
+    if t.effective_batch_size < 1 or t.microbatch_size < 1:
+        raise ValueError("config.train.effective_batch_size and microbatch_size must be >= 1")
+    if t.effective_batch_size % t.microbatch_size:
+        raise ValueError(
+            f"config.train.microbatch_size = {t.microbatch_size} must divide "
+            f"effective_batch_size = {t.effective_batch_size}"
+        )
+    fractions = config.data.train_fraction + config.data.val_fraction
+    if not (0 < config.data.train_fraction < 1 and 0 < config.data.val_fraction and fractions <= 1):
+        raise ValueError(
+            "config.data.train_fraction and val_fraction must be in (0, 1) with a sum <= 1; got "
+            f"{config.data.train_fraction} and {config.data.val_fraction}"
+        )
+    for field in ("labels", "resolutions", "archs", "seeds"):
+        if not len(config.sweep[field]):
+            raise ValueError(f"config.sweep.{field} is empty")
+    if any(r < 32 for r in config.sweep.resolutions):
+        raise ValueError(
+            f"config.sweep.resolutions must be >= 32 px; got {config.sweep.resolutions}"
+        )
+    if t.epochs < 1:
+        raise ValueError(f"config.train.epochs must be >= 1; got {t.epochs}")

@@ -1,0 +1,220 @@
+"""A sweep: every (label, resolution, arch, seed) cell, then DeLong across resolutions.
+
+Outputs in the workdir: ``results.json`` / ``results.csv`` (every cell), ``comparisons/`` (the
+DeLong result per label, arch and seed), ``figures/``, ``report.html`` and W&B runs.
+Finished cells (``cells/ID/result.json``) are never rerun.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from jcxr._io import atomic_write_text
+from jcxr.data import nih, phantom, shards
+from jcxr.data.table import DataError
+from jcxr.stats import delong
+from jcxr.train.cell import Cell, label_data, train_cell
+from jcxr.train.config import validate
+from jcxr.train.tracking import Tracker
+
+
+def prepare_data(config, workdir: Path, log) -> Path:
+    """The shards for this config, making phantoms and shards first where the config allows."""
+    d = config.data
+    out = Path(d.shards) if d.shards else workdir / "shards"
+    wanted = sorted(set(config.sweep.resolutions))
+    if (out / shards.MANIFEST).is_file():
+        have = shards.read_manifest(out)["resolutions"]
+        if set(wanted) <= set(have):
+            return out
+    if d.source == "padchest":
+        raise DataError(
+            "config.data.source = 'padchest': jcxr has no PadChest/OpenI source yet; "
+            "seed 002's recipe cannot run until one is added"
+        )
+    if not d.prepare_if_missing:
+        raise DataError(
+            f"{out}: no shards at {wanted} px. Prepare them once with\n  python -m jcxr.data "
+            f"prepare --source {d.source} --root {d.root or 'DATASET_ROOT'} --resolutions "
+            f"{','.join(map(str, wanted))} --out {out}\nand set config.data.shards={out}"
+        )
+    root = Path(d.root) if d.root else workdir / "phantoms"
+    if d.source == "phantom":
+        log.info(f"phantoms: {d.phantom_images} images in {root}")
+        phantom.generate(root, d.phantom_images, seed=d.phantom_seed)
+    table = nih.read_metadata(root) if d.source in ("phantom", "nih") else None
+    if table is None:
+        from jcxr.data.__main__ import load_table
+
+        table = load_table(d.source, root)
+    log.info(f"shards: {len(table)} images at {wanted} px -> {out}")
+    shards.prepare(table, root, out, wanted, method=d.resize, progress=config.logging.progress)
+    return out
+
+
+def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> dict:
+    validate(config)
+    workdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(workdir / "config.json", config.to_json(indent=2))
+    log = tracker or Tracker(config, workdir, progress=config.logging.progress)
+    shard_dir = prepare_data(config, workdir, log)
+    cells, comparisons, detail = [], {}, []
+    for label in config.sweep.labels:
+        data = label_data(config, shard_dir, label)
+        log.info(
+            f"{label}: {len(data.splits['train'])} train / {len(data.splits['val'])} val / "
+            f"{len(data.splits.get('test', []))} test images, positive weight "
+            f"{data.positive_weight:.3f}"
+        )
+        for arch in config.sweep.archs:
+            for seed in config.sweep.seeds:
+                done = []
+                for resolution in resolutions_for(config, arch):
+                    cell = Cell(label, resolution, arch, seed)
+                    log.start_cell(cell, {"positive_weight": data.positive_weight})
+                    result = train_cell(config, cell, data, shard_dir, workdir, log)
+                    if result["status"] == "done":
+                        result["metrics"]["auc_se"] = _auc_se(workdir, cell, "val")
+                        done.append(cell)
+                    else:
+                        log.info(f"{cell.id}: FAILED ({result['reason']}); the sweep continues")
+                    log.finish_cell(result)
+                    cells.append(result)
+                if len(done) >= 1:
+                    comparison = compare_resolutions(config, workdir, done)
+                    detail.append(comparison)
+                    if arch == config.sweep.archs[0] and seed == config.sweep.seeds[0]:
+                        comparisons[label] = comparison
+    results = {
+        "name": config.name,
+        "cells": cells,
+        "comparisons": comparisons,
+        "all_comparisons": detail,
+    }
+    write_results(workdir, results)
+    from jcxr.report import build_report
+
+    report, figures = build_report(workdir)
+    log.summary_run(results, figures, report)
+    return results
+
+
+def resolutions_for(config, arch: str) -> list[int]:
+    """The sweep's resolutions for ``arch``, restricted by ``sweep.only`` where it names arch."""
+    pairs = [p.split(":") for p in config.sweep.only]
+    listed = [int(r) for a, r in pairs if a == arch]
+    return listed or list(config.sweep.resolutions)
+
+
+def _auc_se(workdir: Path, cell: Cell, split: str) -> float:
+    p = np.load(workdir / "cells" / cell.id / f"predictions_{split}.npz")
+    return float(delong(p["label"], p["prob"]).se[0])
+
+
+def compare_resolutions(config, workdir: Path, cells: list[Cell]) -> dict:
+    """DeLong over the resolutions of one (label, arch, seed), on the same images."""
+    split = config.eval.compare_on
+    first = workdir / "cells" / cells[0].id
+    if not (first / f"predictions_{split}.npz").is_file():
+        split = "val"
+    preds = [np.load(workdir / "cells" / c.id / f"predictions_{split}.npz") for c in cells]
+    order = np.argsort(preds[0]["record"])
+    records = preds[0]["record"][order]
+    scores = {}
+    for cell, p in zip(cells, preds, strict=True):
+        o = np.argsort(p["record"])
+        if not np.array_equal(p["record"][o], records):
+            raise DataError(f"{cell.id}: predicted on different images than {cells[0].id}")
+        scores[f"{cell.resolution}px"] = p["prob"][o]
+    result = delong(preds[0]["label"][order], scores)
+    c0 = cells[0]
+    strict = result.to_dict()  # strict JSON: infinite z or log10 p become None
+    keep = (
+        "auc",
+        "se",
+        "ci",
+        "z",
+        "p",
+        "p_adjusted",
+        "log10_p",
+        "correction",
+        "omnibus",
+        "n_positive",
+        "n_negative",
+    )
+    out = {
+        "label": c0.label,
+        "arch": c0.arch,
+        "seed": c0.seed,
+        "split": split,
+        "resolutions": [c.resolution for c in cells],
+        "best_resolution": cells[int(np.argmax(result.auc))].resolution,
+        **{k: strict[k] for k in keep},
+    }
+    directory = workdir / "comparisons"
+    directory.mkdir(exist_ok=True)
+    name = f"{c0.label.replace(' ', '_')}__{c0.arch}__s{c0.seed}"
+    atomic_write_text(directory / f"{name}.json", json.dumps(result.to_dict(), indent=2))
+    atomic_write_text(directory / f"{name}.txt", str(result) + "\n")
+    return out
+
+
+CSV_FIELDS = [
+    "label",
+    "resolution",
+    "arch",
+    "seed",
+    "status",
+    "best_epoch",
+    "auc",
+    "auc_se",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "loss",
+    "youden_threshold",
+    "test_auc",
+]
+
+
+def write_results(workdir: Path, results: dict) -> None:
+    atomic_write_text(workdir / "results.json", json.dumps(results, indent=2, allow_nan=False))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for c in results["cells"]:
+        row = {**c, **c.get("metrics", {})}
+        row["test_auc"] = c.get("splits", {}).get("test", {}).get("auc")
+        writer.writerow(row)
+    atomic_write_text(workdir / "results.csv", buffer.getvalue())
+
+
+def summary_table(results: dict) -> str:
+    """The per-resolution AUC table and DeLong comparison, for the console."""
+    lines = []
+    for label, comp in results["comparisons"].items():
+        lines.append(
+            f"\n{label} ({comp['arch']}, seed {comp['seed']}, {comp['split']} set: "
+            f"{comp['n_positive']} positive / {comp['n_negative']} negative)"
+        )
+        lines.append(f"  {'resolution':>10}  {'AUC':>6}  {'DeLong SD':>9}")
+        for r, a, s in zip(comp["resolutions"], comp["auc"], comp["se"], strict=True):
+            lines.append(f"  {r:>8}px  {a:6.3f}  {s:9.3f}")
+        res = comp["resolutions"]
+        for i in range(len(res)):
+            for j in range(i + 1, len(res)):
+                diff = comp["auc"][j] - comp["auc"][i]
+                p, adjusted = comp["p"][i][j], comp["p_adjusted"][i][j]
+                lines.append(
+                    f"  {res[j]}px vs {res[i]}px: dAUC {diff:+.3f}  p = {p:.2g}  "
+                    f"({comp['correction']} {adjusted:.2g})"
+                )
+        lines.append(f"  best resolution: {comp['best_resolution']}px")
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""Console output, progress bars and Weights & Biases runs for a sweep.
+
+One W&B run per cell (group = sweep name, job type = label, the full config), plus a summary run
+with the tables and figures. Mode ``offline`` writes runs under ``WORKDIR/wandb`` for a later
+``wandb sync``; W&B failing (no network, bad key) is reported once and never stops training.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+
+class Tracker:
+    def __init__(self, config, workdir: Path, *, mode: str | None = None, progress: bool = True):
+        self.config = config
+        self.workdir = workdir
+        self.mode = os.environ.get("WANDB_MODE") or mode or config.logging.wandb
+        if self.mode == "online" and not _has_api_key():
+            self.info("W&B: no API key found; logging offline (sync later with `wandb sync`)")
+            self.mode = "offline"
+        self.show_progress = progress
+        self.run = None
+
+    def info(self, message: str) -> None:
+        print(message, flush=True)
+
+    def progress(self, iterable, desc: str, total: int, initial: int = 0):
+        from tqdm import tqdm
+
+        return tqdm(
+            iterable,
+            desc=desc,
+            total=total,
+            initial=initial,
+            unit="step",
+            leave=False,
+            disable=not self.show_progress,
+            file=sys.stderr,
+        )
+
+    def _safely(self, what: str, fn):
+        if self.mode == "disabled":
+            return None
+        try:
+            return fn()
+        except Exception as error:
+            warnings.warn(f"W&B {what} failed ({error}); continuing without W&B", stacklevel=3)
+            self.mode = "disabled"
+            return None
+
+    def start_cell(self, cell, extra: dict) -> None:
+        def start():
+            import wandb
+
+            config = {**self.config.to_dict(), "cell": {**cell.__dict__, **extra}}
+            return wandb.init(
+                project=self.config.logging.project,
+                group=self.config.name,
+                job_type=cell.label,
+                name=cell.id,
+                config=config,
+                dir=str(self.workdir),
+                mode=self.mode,
+                reinit="finish_previous",
+            )
+
+        self.run = self._safely("init", start)
+
+    def step(self, cell, step: int, metrics: dict) -> None:
+        if self.run is not None:
+            self._safely(
+                "log",
+                lambda: self.run.log({f"train/{k}": v for k, v in metrics.items()}, step=step),
+            )
+
+    def epoch(self, cell, metrics: dict, step: int) -> None:
+        self.info(
+            f"{cell.id} epoch {metrics['epoch']}: val loss {metrics['loss']:.4f} "
+            f"AUC {metrics['auc']:.4f} acc {metrics['accuracy']:.3f}"
+        )
+        if self.run is not None:
+            self._safely(
+                "log", lambda: self.run.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
+            )
+
+    def finish_cell(self, result: dict) -> None:
+        if self.run is None:
+            return
+        run, self.run = self.run, None
+
+        def finish():
+            if result.get("status") == "done":
+                run.summary.update(
+                    {
+                        "auc": result["metrics"]["auc"],
+                        "auc_se": result["metrics"].get("auc_se"),
+                        "best_epoch": result["best_epoch"],
+                    }
+                )
+            run.summary["status"] = result.get("status")
+            run.finish()
+
+        self._safely("finish", finish)
+
+    def summary_run(self, results: dict, figures: list[Path], report: Path) -> None:
+        def publish():
+            import wandb
+
+            run = wandb.init(
+                project=self.config.logging.project,
+                group=self.config.name,
+                job_type="summary",
+                name=f"{self.config.name}-summary",
+                config=self.config.to_dict(),
+                dir=str(self.workdir),
+                mode=self.mode,
+                reinit="finish_previous",
+            )
+            columns = ["label", "resolution", "arch", "seed", "status", "auc", "auc_se"]
+            table = wandb.Table(columns=columns)
+            for c in results["cells"]:
+                m = c.get("metrics", {})
+                table.add_data(
+                    c["label"],
+                    c["resolution"],
+                    c["arch"],
+                    c["seed"],
+                    c["status"],
+                    m.get("auc"),
+                    m.get("auc_se"),
+                )
+            run.log({"cells": table, **{f.stem: wandb.Image(str(f)) for f in figures}})
+            run.summary["report"] = str(report)
+            run.finish()
+
+        self._safely("summary", publish)
+
+
+def _has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text()

@@ -1,0 +1,322 @@
+"""jcxr.train: gradient accumulation, recipes, resume after SIGKILL, the sweep end to end."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jcxr import models
+from jcxr.data import nih, phantom, shards
+from jcxr.train import optim
+from jcxr.train.config import defaults, validate
+from jcxr.train.metrics import binary_metrics
+from jcxr.train.step import Steps
+from jcxr.train.sweep import run_sweep
+
+REPO = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def phantom_shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantoms")
+    phantom.generate(root, 240, seed=2, workers=1)
+    out = tmp_path_factory.mktemp("shards")
+    shards.prepare(nih.read_metadata(root), root, out, [32, 48], workers=1, progress=False)
+    return out
+
+
+def tiny_config(shard_dir, **changes):
+    c = defaults()
+    c.name = "tiny"
+    c.data.shards = str(shard_dir)
+    c.sweep.labels = ("Mass",)
+    c.sweep.resolutions = (32,)
+    c.sweep.archs = ("resnet_tiny",)
+    c.train.epochs = 2
+    c.train.effective_batch_size = 16
+    c.train.microbatch_size = 8
+    c.train.log_every = 2
+    c.train.checkpoint_every = 3
+    c.eval.batch_size = 64
+    c.logging.wandb = "disabled"
+    c.logging.progress = False
+    for key, value in changes.items():
+        section, field = key.split("__")
+        c[section][field] = value
+    return c
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def make_steps(microbatches, tx, freeze_batchnorm=True):
+    model = models.create("resnet_tiny", num_outputs=1, rngs=__import__("flax").nnx.Rngs(5))
+    return Steps(
+        model,
+        tx,
+        microbatches=microbatches,
+        augmentation=None,
+        seed=0,
+        dtype=jnp.float32,
+        positive_weight=2.0,
+        freeze_batchnorm=freeze_batchnorm,
+    )
+
+
+def test_accumulated_microbatches_give_the_same_update_as_one_batch():
+    rng = np.random.default_rng(0)
+    pixels = jnp.asarray(rng.integers(0, 256, (32, 32, 32)), jnp.uint8)
+    labels = jnp.asarray(rng.integers(0, 2, 32), jnp.float32)
+    whole, split = make_steps(1, optax.sgd(0.1)), make_steps(4, optax.sgd(0.1))
+    before = jax.tree.map(np.asarray, whole.params)
+    loss_whole = whole.step(pixels, labels, 0)["loss"]
+    loss_split = split.step(pixels, labels, 0)["loss"]
+    assert float(loss_whole) == pytest.approx(float(loss_split), rel=1e-5)
+    moved = 0.0
+    for a, b, p0 in zip(
+        jax.tree.leaves(whole.params),
+        jax.tree.leaves(split.params),
+        jax.tree.leaves(before),
+        strict=True,
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+        moved = max(moved, float(np.abs(np.asarray(a) - p0).max()))
+    assert moved > 1e-3  # the update is real, not a no-op
+
+
+def test_step_count_and_schedule_advance_per_effective_batch():
+    config = defaults()
+    config.optim.recipe = "one_cycle"
+    config.optim.freeze_epochs = 1
+    tx = optim.make_optimizer(config.optim, steps_per_epoch=3, epochs=3)
+    steps = make_steps(4, tx, freeze_batchnorm=False)
+    pixels = jnp.zeros((32, 32, 32), jnp.uint8)
+    labels = jnp.zeros(32, jnp.float32)
+    body_before = np.asarray(steps.params["layer1"]["layers"][0]["conv1"]["kernel"][...])
+    head_before = np.asarray(steps.params["head"]["dense"]["kernel"][...])
+    for i in range(3):  # the frozen epoch: 3 optimiser updates, 12 microbatches
+        steps.step(pixels, labels, i)
+    head_state = steps.opt_state.inner_states["head"].inner_state
+    assert int(head_state.count) == 3  # one count per effective batch, not per microbatch
+    # inject_hyperparams reports the rate of the latest update (step index 2).
+    warmup = optax.cosine_onecycle_schedule(3, config.optim.frozen_learning_rate)
+    rates = optim.current_learning_rates(steps.opt_state)
+    assert float(rates["lr_head"]) == pytest.approx(float(warmup(2)), rel=1e-6)
+    assert float(rates["lr_body"]) == 0.0
+    body_after = np.asarray(steps.params["layer1"]["layers"][0]["conv1"]["kernel"][...])
+    np.testing.assert_array_equal(body_after, body_before)  # frozen
+    assert not np.array_equal(np.asarray(steps.params["head"]["dense"]["kernel"][...]), head_before)
+    steps.step(pixels, labels, 3)  # the first unfrozen update
+    rates = optim.current_learning_rates(steps.opt_state)
+    after = optax.cosine_onecycle_schedule(6, config.optim.body_learning_rate)
+    assert float(rates["lr_body"]) == pytest.approx(float(after(0)), rel=1e-6)
+    body_now = np.asarray(steps.params["layer1"]["layers"][0]["conv1"]["kernel"][...])
+    assert not np.array_equal(body_now, body_before)
+
+
+def test_plateau_halves_after_patience_epochs():
+    plateau = optim.Plateau(patience=2, factor=0.5)
+    assert [plateau.update(v) for v in (1.0, 0.9, 0.95, 0.93, 0.8, 0.85, 0.9)] == [
+        False, False, False, True, False, False, True]  # fmt: skip
+    tx = optax.inject_hyperparams(optax.rmsprop)(learning_rate=1e-3)
+    state = optim.scale_learning_rate(tx.init({"w": jnp.zeros(2)}), 0.5)
+    assert float(optim.current_learning_rates(state)["lr"]) == pytest.approx(5e-4)
+
+
+def test_binary_metrics_by_hand():
+    y = np.array([0, 0, 1, 1, 1, 0])
+    p = np.array([0.1, 0.6, 0.7, 0.4, 0.9, 0.3])
+    m = binary_metrics(y, p, loss=0.5)
+    # At 0.5: TP 2 (0.7, 0.9), FN 1, FP 1 (0.6), TN 2.
+    assert (m["sensitivity"], m["specificity"], m["accuracy"]) == (2 / 3, 2 / 3, 4 / 6)
+    assert m["precision"] == 2 / 3 and m["f1"] == pytest.approx(2 / 3)
+    assert m["auc"] == pytest.approx(8 / 9)  # 8 of the 9 positive-negative pairs are ordered
+    assert m["sensitivity_youden"] + m["specificity_youden"] >= 4 / 3
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def load_config(name, arg=None):
+    spec = importlib.util.spec_from_file_location(name, REPO / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+@pytest.mark.parametrize("name,arg", [("demo", None), ("sweep", None), ("sabottke2020", "A"),
+                                      ("sabottke2020", "C"), ("chizari2021", None),
+                                      ("cardenas2020", None)])  # fmt: skip
+def test_study_configs_parse_and_take_a_first_step(name, arg):
+    config = load_config(name, arg)
+    validate(config)
+    arch = config.sweep.archs[0]
+    tx = optim.make_optimizer(config.optim, steps_per_epoch=10, epochs=config.train.epochs)
+    model = models.create(arch, num_outputs=1, head=config.model.head,
+                          dropout=config.model.dropout)  # fmt: skip
+    steps = Steps(model, tx, microbatches=2, augmentation=None, seed=0, dtype=jnp.float32,
+                  positive_weight=1.0)  # fmt: skip
+    metrics = steps.step(jnp.zeros((4, 32, 32), jnp.uint8), jnp.array([0.0, 1.0, 0.0, 1.0]), 0)
+    assert np.isfinite(float(metrics["loss"]))
+
+
+def test_sweep_config_keeps_the_effective_batch_constant_across_resolutions():
+    config = load_config("sweep")
+    assert config.sweep.resolutions == (32, 64, 128, 224, 256, 320, 448, 512, 600)
+    assert len(config.sweep.labels) == 8 and config.sweep.archs == ("resnet34",)
+    assert config.train.effective_batch_size == 32 and config.train.epochs == 3
+
+
+def test_unknown_and_bad_config_fields_fail_clearly(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "jcxr.train", "--config",  # noqa: E731
+                                     str(REPO / "configs" / "demo.py"), *a],
+                                    capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    typo = run("--config.train.epochz=3")
+    assert typo.returncode != 0
+    assert "epochz" in typo.stderr and "train.epochs" in typo.stderr  # lists the valid fields
+    bad = run("--config.optim.recipe=sgd", f"--workdir={tmp_path}")
+    assert bad.returncode != 0 and "config.optim.recipe = 'sgd'" in bad.stderr
+    assert "--config" in run("--help").stdout
+
+
+def test_cardenas_config_says_its_sources_are_missing(tmp_path):
+    config = load_config("cardenas2020")
+    config.logging.wandb = "disabled"
+    with pytest.raises(ValueError, match="no PadChest/OpenI source"):
+        run_sweep(config, tmp_path)
+
+
+def test_missing_shards_say_how_to_prepare(tmp_path):
+    config = tiny_config(tmp_path / "nowhere")
+    config.data.source = "nih"
+    with pytest.raises(ValueError, match=r"python -m jcxr\.data prepare --source nih"):
+        run_sweep(config, tmp_path / "work")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def test_nan_loss_fails_the_cell_with_a_diagnostic_and_the_sweep_continues(
+    phantom_shards, tmp_path
+):
+    config = tiny_config(phantom_shards, optim__learning_rate=float("nan"), train__epochs=1)
+    config.sweep.resolutions = (32, 48)
+    config.sweep.only = ("resnet_tiny:32",)
+    config.sweep.archs = ("resnet_tiny", "resnet18")
+    config.optim.recipe = "adam"
+    results = run_sweep(config, tmp_path)
+    statuses = {(c["arch"], c["resolution"]): c["status"] for c in results["cells"]}
+    assert statuses == {("resnet_tiny", 32): "failed", ("resnet18", 32): "failed",
+                        ("resnet18", 48): "failed"}  # fmt: skip
+    failure = json.loads(
+        (tmp_path / "cells" / "Mass__resnet_tiny__r32__s0" / "failure.json").read_text()
+    )
+    assert "non-finite training loss" in failure["reason"] and failure["step"] >= 1
+
+
+def run_cli(workdir, shard_dir, *extra):
+    args = [f"--config.data.shards={shard_dir}", "--config.sweep.labels=Mass",
+            "--config.sweep.resolutions=32", "--config.sweep.archs=resnet_tiny",
+            "--config.train.epochs=2", "--config.train.effective_batch_size=16",
+            "--config.train.microbatch_size=8", "--config.train.checkpoint_every=3",
+            "--config.logging.wandb=disabled", "--config.logging.progress=False",
+            f"--workdir={workdir}", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "jcxr.train",
+        "--config",
+        str(REPO / "configs" / "demo.py"),
+        *args,
+    ]
+
+
+def test_sigkill_mid_epoch_then_rerun_ends_with_identical_metrics(phantom_shards, tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    straight = subprocess.run(run_cli(tmp_path / "straight", phantom_shards), env=env,
+                              capture_output=True, text=True)  # fmt: skip
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killer = textwrap.dedent(f"""
+        import os, signal, sys
+        from jcxr.train import cell
+        original, saves = cell.Checkpoints.save, [0]
+        def save(self, step, steps, meta):
+            original(self, step, steps, meta)
+            self.manager.wait_until_finished()
+            saves[0] += 1
+            if saves[0] == 3:  # after the second mid-epoch checkpoint of epoch 1
+                os.kill(os.getpid(), signal.SIGKILL)
+        cell.Checkpoints.save = save
+        sys.argv = {run_cli(tmp_path / "killed", phantom_shards)[2:]!r}
+        from jcxr.train.__main__ import run
+        run()
+    """)
+    killed = subprocess.run([sys.executable, "-c", killer], env=env, capture_output=True)
+    assert killed.returncode == -9
+    cell_dir = tmp_path / "killed" / "cells" / "Mass__resnet_tiny__r32__s0"
+    assert not (cell_dir / "result.json").exists()
+    resumed = subprocess.run(run_cli(tmp_path / "killed", phantom_shards), env=env,
+                             capture_output=True, text=True)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = json.loads((tmp_path / "straight" / "results.json").read_text())["cells"][0]
+    b = json.loads((tmp_path / "killed" / "results.json").read_text())["cells"][0]
+    assert a["history"] == b["history"] and a["metrics"] == b["metrics"]
+    assert a["steps"] == b["steps"]
+    again = subprocess.run(run_cli(tmp_path / "killed", phantom_shards), env=env,
+                           capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 0  # a finished sweep is skipped, not retrained
+    assert json.loads((tmp_path / "killed" / "results.json").read_text())["cells"][0] == b
+
+
+def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the suite runs with W&B disabled
+    config = load_config("demo")
+    config.data.shards = str(phantom_shards)
+    config.sweep.resolutions = (32, 48)
+    config.sweep.labels = ("Mass", "Nodule")
+    config.train.epochs = 1
+    config.logging.wandb = "offline"
+    config.logging.progress = False
+    results = run_sweep(config, tmp_path)
+    assert [c["status"] for c in results["cells"]] == ["done"] * 4
+    comp = results["comparisons"]["Mass"]
+    assert comp["resolutions"] == [32, 48] and len(comp["p"]) == 2
+    assert set(comp) >= {"resolutions", "auc", "se", "p", "p_adjusted", "best_resolution"}
+    cell = results["cells"][0]
+    assert set(cell) >= {"label", "resolution", "arch", "seed", "status", "best_epoch", "metrics"}
+    assert 0 < cell["metrics"]["auc_se"] < 0.5
+    csv_lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert len(csv_lines) == 5 and csv_lines[0].startswith("label,resolution,arch,seed")
+    html = (tmp_path / "report.html").read_text()
+    figures = sorted((tmp_path / "figures").glob("*.png"))
+    assert len(figures) == 4  # AUC vs resolution, ratio, one p-value heatmap per label
+    assert html.count("<img ") == len(figures) and "data:image/png;base64," in html
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 5  # 4 cells + the sweep summary, ready for `wandb sync`
+    # wandb 0.31 keeps an offline run's records in this binary log; "best_epoch" and "auc_se"
+    # are written only by the cell's summary update.
+    logs = [run.read_bytes() for run in runs]
+    assert sum(b"best_epoch" in log and b"auc_se" in log for log in logs) == 4
+    assert sum(b"tiny" in log or b"demo" in log for log in logs) == 5  # group = sweep name
+    assert (tmp_path / "comparisons" / "Mass__resnet_tiny__s0.txt").is_file()
+
+
+def test_report_cli_rebuilds(phantom_shards, tmp_path):
+    config = tiny_config(phantom_shards, train__epochs=1)
+    run_sweep(config, tmp_path)
+    (tmp_path / "report.html").unlink()
+    out = subprocess.run([sys.executable, "-m", "jcxr.report", "--workdir", str(tmp_path)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0 and (tmp_path / "report.html").is_file()
+    command = [sys.executable, "-m", "jcxr.report", "--workdir", str(tmp_path / "x")]
+    missing = subprocess.run(command, capture_output=True, text=True)
+    assert missing.returncode == 2 and "no results.json" in missing.stderr
