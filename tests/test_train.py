@@ -320,3 +320,23 @@ def test_report_cli_rebuilds(phantom_shards, tmp_path):
     command = [sys.executable, "-m", "jcxr.report", "--workdir", str(tmp_path / "x")]
     missing = subprocess.run(command, capture_output=True, text=True)
     assert missing.returncode == 2 and "no results.json" in missing.stderr
+
+
+def test_lr_suggestion_is_the_steepest_descent():
+    from jcxr.train.lr_find import suggest
+
+    rates = np.geomspace(1e-6, 1.0, 200)
+    losses = 1.0 - np.tanh(2 * (np.log10(rates) + 3))  # falls fastest at 1e-3
+    _, suggested = suggest(rates, losses, beta=0.0)
+    assert suggested == pytest.approx(1e-3, rel=0.1)
+
+
+def test_lr_range_test_writes_plot_and_suggestion(phantom_shards, tmp_path):
+    from jcxr.train.lr_find import range_test
+
+    config = tiny_config(phantom_shards)
+    out = range_test(config, tmp_path, steps=12, min_lr=1e-5, max_lr=1e-1)
+    assert 1e-5 <= out["suggested_learning_rate"] <= 1e-1
+    assert 1 <= len(out["rates"]) <= 12 and out["rates"] == sorted(out["rates"])
+    assert (tmp_path / "lr_find.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "lr_find.json").read_text())["losses"][0] is not None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import io
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from PIL import Image
 from jcxr._io import atomic_write_bytes, atomic_write_text
 
 NATIVE = 512
+# Workers are spawned, never forked: a fork of a process that has started JAX can deadlock.
+_SPAWN = multiprocessing.get_context("spawn")
 FINDINGS = ("Nodule", "Mass", "Cardiomegaly", "Effusion")
 PREVALENCE = {"Nodule": 0.3, "Mass": 0.15, "Cardiomegaly": 0.25, "Effusion": 0.2}
 CSV_NAME = "Data_Entry_2017_v2020.csv"
@@ -189,7 +192,7 @@ def generate(root: str | Path, num_images: int = 2000, *, seed: int = 0, workers
         for im in images
     ]
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, mp_context=_SPAWN) as pool:
             list(pool.map(_write_one, jobs, chunksize=16))
     else:
         for job in jobs:
