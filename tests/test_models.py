@@ -23,7 +23,7 @@ from tests.golden.random_weights import (
     random_state_dict,
 )
 
-ALL_ARCHS = [a for a in models.list_archs() if a != "resnet_tiny"]  # torchvision's
+ALL_ARCHS = models.list_archs(torchvision_only=True)
 
 
 def nhwc(x):

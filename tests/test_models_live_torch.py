@@ -23,7 +23,7 @@ def forward(model, x):
     return model(x)
 
 
-@pytest.mark.parametrize("arch", models.list_archs())
+@pytest.mark.parametrize("arch", models.list_archs(torchvision_only=True))
 def test_every_architecture_equals_torchvision(arch):
     torch.manual_seed(0)
     reference = torchvision.models.get_model(arch, weights=None).eval()

@@ -40,9 +40,10 @@ __all__ = [
 ]
 
 
-def list_archs() -> list[str]:
-    """Every architecture name ``create`` accepts (torchvision's names)."""
-    return list(_FAMILIES)
+def list_archs(*, torchvision_only: bool = False) -> list[str]:
+    """Every architecture name ``create`` accepts; with ``torchvision_only`` just those that
+    have torchvision counterparts (and ImageNet weights), i.e. all but ``resnet_tiny``."""
+    return [a for a in _FAMILIES if not (torchvision_only and a in resnet.NOT_TORCHVISION)]
 
 
 def torch_head(arch: str) -> str:

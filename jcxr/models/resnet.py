@@ -19,6 +19,7 @@ CONFIGS = {
     "resnet_tiny": ("basic", (1, 1, 1, 1)),
 }
 WIDTHS = {"resnet_tiny": (16, 32, 64, 128)}
+NOT_TORCHVISION = frozenset(WIDTHS)
 TORCH_HEAD = "fc"
 
 
