@@ -4,6 +4,20 @@ Data flows one way: source CSV + images -> ``prepare`` -> pre-resized ArrayRecor
 :class:`~jcxr.data.pipeline.Loader` -> uint8 batches -> on-device augmentation.
 """
 
+from pathlib import Path
+
 from jcxr.data.table import DataError, Table
 
-__all__ = ["DataError", "Table"]
+SOURCES = ("nih", "chexpert", "phantom")
+__all__ = ["SOURCES", "DataError", "Table", "load_table"]
+
+
+def load_table(source: str, root: str | Path, *, split: str = "train") -> Table:
+    """Metadata of ``source`` at ``root`` (phantoms use the NIH layout)."""
+    from jcxr.data import chexpert, nih
+
+    if source in ("nih", "phantom"):
+        return nih.read_metadata(root)
+    if source == "chexpert":
+        return chexpert.read_metadata(root, split)
+    raise DataError(f"unknown source {source!r}; choose one of {SOURCES}")

@@ -9,19 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jcxr.data import chexpert, nih, phantom, shards, splits
+from jcxr.data import SOURCES, chexpert, load_table, phantom, shards, splits
 from jcxr.data.table import DataError, Table
-
-SOURCES = ("nih", "chexpert", "phantom")
-
-
-def load_table(source: str, root: str | Path, *, split: str = "train") -> Table:
-    """Metadata of ``source`` at ``root`` (phantoms use the NIH layout)."""
-    if source in ("nih", "phantom"):
-        return nih.read_metadata(root)
-    if source == "chexpert":
-        return chexpert.read_metadata(root, split)
-    raise DataError(f"unknown source {source!r}; choose one of {SOURCES}")
 
 
 def describe(table: Table, label: str | None, subsample_size: int | None, seed: int = 0) -> dict:

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import special
 
+from jcxr._io import json_ready
 from jcxr.stats.multitest import CORRECTIONS, adjust_pvalues
 
 NAN_POLICIES = ("raise", "omit")
@@ -100,7 +101,7 @@ class DeLongResult:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (strict JSON: infinite z values become ``None``)."""
-        return _json_ready(
+        return json_ready(
             {
                 "names": list(self.names),
                 "n_positive": self.n_positive,
@@ -176,7 +177,7 @@ class UnpairedDeLongResult:
     alpha: float
 
     def to_dict(self) -> dict:
-        return _json_ready({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        return json_ready({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
     def __str__(self) -> str:
         level = f"{100 * (1 - self.alpha):g}%"
@@ -599,17 +600,3 @@ def _format_p(p: float, log10_p: float | None = None) -> str:
     if p >= 1e-4:
         return f"{p:.4f}"
     return f"{p:.2e}"
-
-
-def _json_ready(value):
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_ready(value.tolist())
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value

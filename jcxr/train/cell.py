@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from jcxr import models
-from jcxr._io import atomic_write_text
+from jcxr._io import atomic_write_text, json_ready
 from jcxr.data import splits
 from jcxr.data.augment import Augmentation
 from jcxr.data.pipeline import Loader
@@ -191,13 +190,8 @@ def evaluate(steps: Steps, loader: Loader) -> tuple[dict, dict]:
     return metrics, {"record": records, "label": labels, "prob": probs}
 
 
-def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path, log) -> dict:
-    """Train ``cell`` to the end (resuming if it was interrupted) and return its result."""
-    cell_dir = workdir / "cells" / cell.id
-    result_path = cell_dir / "result.json"
-    if result_path.is_file():
-        return json.loads(result_path.read_text())
-    cell_dir.mkdir(parents=True, exist_ok=True)
+def build_steps(config, cell: Cell, data: LabelData, tx) -> Steps:
+    """The cell's model (fresh head, optional pretrained backbone) and compiled steps."""
     t = config.train
     dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
     model = models.create(
@@ -210,6 +204,37 @@ def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path,
         remat=config.model.remat,
         rngs=nnx.Rngs(params=cell.seed, dropout=cell.seed + 1),
     )
+    augmentation = None
+    if t.augment:
+        augmentation = Augmentation(
+            t.max_rotation, t.max_scale, t.max_translate, t.flip, t.max_brightness, t.max_contrast
+        )
+    positive, negative = {
+        "weighted_bce": (data.positive_weight, 1.0),
+        "bce": (1.0, 1.0),
+        "class_weights": (t.class_weights[1], t.class_weights[0]),
+    }[t.loss]
+    return Steps(
+        model,
+        tx,
+        microbatches=t.effective_batch_size // t.microbatch_size,
+        augmentation=augmentation,
+        seed=cell.seed,
+        dtype=dtype,
+        positive_weight=positive,
+        negative_weight=negative,
+        tta_views=config.eval.tta_views,
+    )
+
+
+def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path, log) -> dict:
+    """Train ``cell`` to the end (resuming if it was interrupted) and return its result."""
+    cell_dir = workdir / "cells" / cell.id
+    result_path = cell_dir / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    t = config.train
     loader_kw = dict(shards=shards, resolution=cell.resolution, labels=data.labels)
     train_loader = Loader(
         records=data.splits["train"],
@@ -224,27 +249,7 @@ def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path,
         if name != "train"
     }
     steps_per_epoch = train_loader.batches_per_epoch
-    augmentation = None
-    if t.augment:
-        augmentation = Augmentation(
-            t.max_rotation, t.max_scale, t.max_translate, t.flip, t.max_brightness, t.max_contrast
-        )
-    class_weights = {
-        "weighted_bce": (data.positive_weight, 1.0),
-        "bce": (1.0, 1.0),
-        "class_weights": (t.class_weights[1], t.class_weights[0]),
-    }[t.loss]
-    steps = Steps(
-        model,
-        make_optimizer(config.optim, steps_per_epoch, t.epochs),
-        microbatches=t.effective_batch_size // t.microbatch_size,
-        augmentation=augmentation,
-        seed=cell.seed,
-        dtype=dtype,
-        positive_weight=class_weights[0],
-        negative_weight=class_weights[1],
-        tta_views=config.eval.tta_views,
-    )
+    steps = build_steps(config, cell, data, make_optimizer(config.optim, steps_per_epoch, t.epochs))
     latest, best = Checkpoints(cell_dir, "latest"), Checkpoints(cell_dir, "best")
     plateau = Plateau(config.optim.plateau_patience, config.optim.plateau_factor)
     meta = latest.restore(steps) or {
@@ -320,7 +325,7 @@ def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path,
         "splits": outputs,
         "history": meta["history"],
     }
-    result = _finite(result)  # what is returned is exactly what a rerun will read back
+    result = json_ready(result)  # what is returned is exactly what a rerun will read back
     atomic_write_text(result_path, json.dumps(result, indent=2, allow_nan=False))
     return result
 
@@ -343,13 +348,3 @@ def _log_window(log, cell, window, steps, step):
     rates = {k: float(v) for k, v in current_learning_rates(steps.opt_state).items()}
     grad_norm = float(window[-1]["grad_norm"])
     log.step(cell, step, {"loss": float(losses.mean()), "grad_norm": grad_norm, **rates})
-
-
-def _finite(value):
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -38,62 +38,31 @@ def suggest(rates: np.ndarray, losses: np.ndarray, beta: float = 0.9) -> tuple[n
 
 def range_test(config, workdir: Path, steps: int, min_lr: float, max_lr: float) -> dict:
     import jax.numpy as jnp
-    from flax import nnx
 
-    from jcxr import models
-    from jcxr.data.augment import Augmentation
     from jcxr.data.pipeline import Loader
-    from jcxr.train.cell import label_data
+    from jcxr.train.cell import Cell, build_steps, label_data
     from jcxr.train.optim import make_optimizer
-    from jcxr.train.step import Steps
     from jcxr.train.sweep import prepare_data
     from jcxr.train.tracking import Tracker
 
     log = Tracker(config, workdir, mode="disabled", progress=config.logging.progress)
     shard_dir = prepare_data(config, workdir, log)
-    label, resolution = config.sweep.labels[0], config.sweep.resolutions[0]
-    arch, seed = config.sweep.archs[0], config.sweep.seeds[0]
-    data = label_data(config, shard_dir, label)
-    t = config.train
-    dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
-    model = models.create(
-        arch,
-        num_outputs=1,
-        head=config.model.head,
-        dtype=dtype,
-        dropout=config.model.dropout,
-        pretrained=config.model.pretrained or None,
-        rngs=nnx.Rngs(params=seed, dropout=seed + 1),
-    )
+    s = config.sweep
+    cell = Cell(s.labels[0], s.resolutions[0], s.archs[0], s.seeds[0])
+    data = label_data(config, shard_dir, cell.label)
     loader = Loader(
         shard_dir,
-        resolution,
+        cell.resolution,
         data.splits["train"],
         data.labels,
-        t.effective_batch_size,
+        config.train.effective_batch_size,
         train=True,
-        seed=seed,
+        seed=cell.seed,
     )
-    config_optim = config.optim.copy_and_resolve_references()
-    with config_optim.unlocked():
-        config_optim.recipe = "adam" if config_optim.recipe == "one_cycle" else config_optim.recipe
-    tx = make_optimizer(config_optim, loader.batches_per_epoch, t.epochs)
-    augmentation = (
-        Augmentation(
-            t.max_rotation, t.max_scale, t.max_translate, t.flip, t.max_brightness, t.max_contrast
-        )
-        if t.augment
-        else None
-    )
-    runner = Steps(
-        model,
-        tx,
-        microbatches=t.effective_batch_size // t.microbatch_size,
-        augmentation=augmentation,
-        seed=seed,
-        dtype=dtype,
-        positive_weight=data.positive_weight,
-    )
+    optim = config.optim.copy_and_resolve_references()
+    with optim.unlocked():  # one rate for the whole network: the schedule is the test's own
+        optim.recipe = "adam" if optim.recipe == "one_cycle" else optim.recipe
+    runner = build_steps(config, cell, data, make_optimizer(optim, 1, 1))
     schedule = np.geomspace(min_lr, max_lr, steps)
     rates, losses, best = [], [], np.inf
     step = 0
@@ -113,9 +82,9 @@ def range_test(config, workdir: Path, steps: int, min_lr: float, max_lr: float) 
     finite = np.isfinite(losses)
     smoothed, suggestion = suggest(rates[finite], losses[finite])
     out = {
-        "label": label,
-        "resolution": resolution,
-        "arch": arch,
+        "label": cell.label,
+        "resolution": cell.resolution,
+        "arch": cell.arch,
         "rates": rates.tolist(),
         "losses": [float(x) if np.isfinite(x) else None for x in losses],
         "suggested_learning_rate": suggestion,

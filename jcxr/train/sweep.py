@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from jcxr._io import atomic_write_text
-from jcxr.data import nih, phantom, shards
+from jcxr.data import load_table, phantom, shards
 from jcxr.data.table import DataError
 from jcxr.stats import delong
 from jcxr.train.cell import Cell, label_data, train_cell
@@ -47,11 +47,7 @@ def prepare_data(config, workdir: Path, log) -> Path:
     if d.source == "phantom":
         log.info(f"phantoms: {d.phantom_images} images in {root}")
         phantom.generate(root, d.phantom_images, seed=d.phantom_seed)
-    table = nih.read_metadata(root) if d.source in ("phantom", "nih") else None
-    if table is None:
-        from jcxr.data.__main__ import load_table
-
-        table = load_table(d.source, root)
+    table = load_table(d.source, root)
     log.info(f"shards: {len(table)} images at {wanted} px -> {out}")
     shards.prepare(table, root, out, wanted, method=d.resize, progress=config.logging.progress)
     return out
