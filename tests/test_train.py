@@ -140,6 +140,8 @@ def test_binary_metrics_by_hand():
     assert (m["sensitivity"], m["specificity"], m["accuracy"]) == (2 / 3, 2 / 3, 4 / 6)
     assert m["precision"] == 2 / 3 and m["f1"] == pytest.approx(2 / 3)
     assert m["auc"] == pytest.approx(8 / 9)  # 8 of the 9 positive-negative pairs are ordered
+    # DeLong by hand: V10 = (1, 2/3, 1), V01 = (1, 2/3, 1) -> var = (1/27)/3 + (1/27)/3.
+    assert m["auc_se"] == pytest.approx(np.sqrt(2 / 81))
     assert m["sensitivity_youden"] + m["specificity_youden"] >= 4 / 3
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from jcxr.stats import delong
+
 
 def youden_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
     """The threshold maximising sensitivity + specificity - 1 on these data."""
@@ -35,10 +37,12 @@ def at_threshold(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dic
 
 
 def binary_metrics(labels: np.ndarray, probs: np.ndarray, loss: float) -> dict[str, float]:
-    """Loss, AUC (scikit-learn), and threshold metrics at 0.5 and at the Youden threshold."""
+    """Loss, AUC (scikit-learn) with its DeLong SE, and threshold metrics at 0.5 and at the
+    Youden threshold."""
     labels = np.asarray(labels, np.float64)
     probs = np.asarray(probs, np.float64)
     out = {"loss": float(loss), "auc": float(roc_auc_score(labels, probs))}
+    out["auc_se"] = float(delong(labels, probs).se[0])
     out.update(at_threshold(labels, probs, 0.5))
     youden = youden_threshold(labels, probs)
     out["youden_threshold"] = youden

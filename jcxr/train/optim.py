@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import optax
 
 
@@ -107,7 +106,3 @@ class Plateau:
 
     def load(self, state: dict) -> None:
         self.best, self.waited = float(state["best"]), int(state["waited"])
-
-
-def zeros_like(tree):
-    return jax.tree.map(jnp.zeros_like, tree)

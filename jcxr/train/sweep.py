@@ -75,7 +75,6 @@ def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> dict:
                     log.start_cell(cell, {"positive_weight": data.positive_weight})
                     result = train_cell(config, cell, data, shard_dir, workdir, log)
                     if result["status"] == "done":
-                        result["metrics"]["auc_se"] = _auc_se(workdir, cell, "val")
                         done.append(cell)
                     else:
                         log.info(f"{cell.id}: FAILED ({result['reason']}); the sweep continues")
@@ -105,11 +104,6 @@ def resolutions_for(config, arch: str) -> list[int]:
     pairs = [p.split(":") for p in config.sweep.only]
     listed = [int(r) for a, r in pairs if a == arch]
     return listed or list(config.sweep.resolutions)
-
-
-def _auc_se(workdir: Path, cell: Cell, split: str) -> float:
-    p = np.load(workdir / "cells" / cell.id / f"predictions_{split}.npz")
-    return float(delong(p["label"], p["prob"]).se[0])
 
 
 def compare_resolutions(config, workdir: Path, cells: list[Cell]) -> dict:
