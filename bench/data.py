@@ -28,6 +28,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--read-threads", type=int, default=4)
+    parser.add_argument("--compression", default="uncompressed")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     resolutions = [int(r) for r in args.resolutions.split(",")]
@@ -36,13 +37,21 @@ def main():
     phantom.generate(root, args.images, seed=0, workers=args.workers)
     table = nih.read_metadata(root)
     start = time.perf_counter()
-    shards.prepare(table, root, out, resolutions, workers=args.workers, progress=False)
+    shards.prepare(
+        table,
+        root,
+        out,
+        resolutions,
+        workers=args.workers,
+        compression=args.compression,
+        progress=False,
+    )
     prepare_rate = len(table) / (time.perf_counter() - start)
 
     print(describe())
     print(
         f"prepare: {prepare_rate:.0f} images/s ({len(table)} PNGs of 512 px -> "
-        f"{len(resolutions)} resolutions, {args.workers} workers)"
+        f"{len(resolutions)} resolutions, {args.workers} workers, {args.compression})"
     )
     print("| resolution | batch | read threads | images/s (median of epochs) | MB/s |")
     print("|---|---|---|---|---|")

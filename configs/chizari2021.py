@@ -8,7 +8,9 @@ Uncertainty: the `chizari2021` preset (U-Ones Atelectasis, Edema, Pleural Effusi
 Cardiomegaly; U-Ignore Consolidation). Head: concat-pool, dropout 0.6. One epoch with the body
 frozen (head max rate 5e-3), then 5 epochs one-cycle at body 2.5e-5 / head 2.5e-3; Adam (0.9,
 0.99), weight decay 0.1; batch 40; best epoch by validation AUC; no TTA. Each EfficientNet
-runs at its own resolution.
+runs at its own resolution. The unit is the study (max over its views); the test set is
+CheXpert's official validation set (valid.csv), and train.csv splits 90/10 by patient into
+training and validation.
 """
 
 from jcxr.train.config import defaults
@@ -27,6 +29,7 @@ def get_config():
     c.name = "chizari2021"
     c.data.source = "chexpert"
     c.data.resize = "lanczos"
+    c.data.test_split = "official"
     c.data.train_fraction = 0.9
     c.data.val_fraction = 0.1
     c.sweep.labels = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
@@ -55,6 +58,7 @@ def get_config():
     c.train.loss = "bce"
     c.train.augment = False
     c.eval.tta_views = 0
-    c.eval.compare_on = "val"
+    c.eval.compare_on = "test"
+    c.eval.study_level = True
     c.eval.reference_resolution = 320
     return c

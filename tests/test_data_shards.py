@@ -58,6 +58,30 @@ def test_round_trip_pixels_equal_the_resized_images(phantoms, prepared):
             assert label == labels[record]
 
 
+def test_compressed_shards_read_back_the_same_pixels(phantoms, prepared, tmp_path):
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    table, reference = prepared
+    out = tmp_path / "zstd"
+    shards.prepare(
+        table, phantoms, out, [48], records_per_shard=16, compression="zstd:3", progress=False
+    )
+    manifest = shards.read_manifest(out)
+    assert manifest["compression"] == "zstd:3" and shards.verify(out) == []
+    assert shards.read_manifest(reference)["compression"] == "uncompressed"
+    options = ArrayRecordReader(shards.shard_paths(out, 48)[0]).writer_options_string()
+    assert "zstd:3" in options
+    labels = np.zeros(120, np.float32)
+    batches = [
+        list(Loader(d, 48, np.arange(120), labels, batch_size=40, train=False))
+        for d in (out, reference)
+    ]
+    for a, b in zip(*batches, strict=True):
+        np.testing.assert_array_equal(a["pixels"], b["pixels"])
+    with pytest.raises(DataError, match="compression must be one of"):
+        shards.prepare(table, phantoms, tmp_path / "x", [48], compression="lz4", progress=False)
+
+
 def test_verify_catches_a_damaged_shard(prepared, tmp_path):
     import shutil
 
@@ -76,12 +100,12 @@ def test_killed_prepare_resumes_to_the_same_shards(phantoms, prepared, tmp_path)
         import os, signal
         from jcxr.data import nih, shards
         original, calls = shards._write_shard, [0]
-        def dying(path, records):
+        def dying(path, records, compression):
             calls[0] += 1
             if calls[0] == 8:  # shard 2, second resolution: leave a partial file, then die
                 path.with_name(f".{{path.name}}.partial-{{os.getpid()}}").write_bytes(b"half")
                 os.kill(os.getpid(), signal.SIGKILL)
-            original(path, records)
+            original(path, records, compression)
         shards._write_shard = dying
         table = nih.read_metadata({str(phantoms)!r})
         shards.prepare(table, {str(phantoms)!r}, {str(target)!r}, {RESOLUTIONS}, workers=1,

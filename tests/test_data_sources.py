@@ -167,18 +167,20 @@ def test_image_folders_and_official_lists(tmp_path, nih_table):
     assert table.paths[1] == f"images/{nih_table.image_ids[1]}"
     official = nih.official_split(tmp_path, table)
     assert official["train_val"].tolist() == [0, 1, 2, 3] and official["test"].tolist() == [4, 5]
+    assert table.official_split[:7].tolist() == ["train"] * 4 + ["test"] * 2 + [""]
+    assert nih_table.official_split is None  # no lists, no official split
 
 
 # --------------------------------------------------------------------------- CheXpert
 
 
-def write_chexpert(root: Path, prefix="CheXpert-v1.0-small"):
+def write_chexpert(root: Path, prefix="CheXpert-v1.0-small", split="train"):
     header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *chexpert.LABELS]
     col = {name: i for i, name in enumerate(header)}
 
     def row(patient, study, view, frontal, appa, **labels):
         r = [
-            f"{prefix}/train/patient{patient:05d}/study{study}/view{view}_x.jpg",
+            f"{prefix}/{split}/patient{patient:05d}/study{study}/view{view}_x.jpg",
             "Male",
             "60",
             frontal,
@@ -196,8 +198,20 @@ def write_chexpert(root: Path, prefix="CheXpert-v1.0-small"):
         row(3, 1, 1, "Frontal", "PA", Pleural_Effusion="-1.0", Consolidation="0.0"),
     ]
     root.mkdir(parents=True, exist_ok=True)
-    with (root / "train.csv").open("w", newline="") as handle:
+    with (root / f"{split}.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([header, *rows])
+
+
+def test_chexpert_valid_csv_is_the_official_test_set(tmp_path):
+    write_chexpert(tmp_path)
+    assert chexpert.read_dataset(tmp_path).official_split is None  # no valid.csv
+    write_chexpert(tmp_path, split="valid")
+    t = chexpert.read_dataset(tmp_path, policy="chizari2021")
+    assert len(t) == 10 and t.official_split.tolist() == ["train"] * 5 + ["test"] * 5
+    assert "/valid/patient00001/" in t.paths[5] and t.study_ids[5] == "patient00001/study1"
+    valid = chexpert.read_metadata(tmp_path, "valid", policy="chizari2021")
+    np.testing.assert_array_equal(t.labels[5:], valid.labels)
+    assert len(t.csv_sha256.split(",")) == 2
 
 
 @pytest.mark.parametrize("prefix", ["CheXpert-v1.0-small", "CheXpert-v1.0"])

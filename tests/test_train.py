@@ -1,5 +1,6 @@
 """jcxr.train: gradient accumulation, recipes, resume after SIGKILL, the sweep end to end."""
 
+import csv
 import importlib.util
 import json
 import os
@@ -342,3 +343,110 @@ def test_lr_range_test_writes_plot_and_suggestion(phantom_shards, tmp_path):
     assert 1 <= len(out["rates"]) <= 12 and out["rates"] == sorted(out["rates"])
     assert (tmp_path / "lr_find.png").stat().st_size > 1000
     assert json.loads((tmp_path / "lr_find.json").read_text())["losses"][0] is not None
+
+
+# --------------------------------------------------------------------------- official test sets
+
+
+def write_chexpert_from_phantoms(phantom_root: Path, root: Path) -> dict:
+    """The phantoms re-filed in CheXpert's layout (JPEGs, train.csv + valid.csv): a phantom
+    patient's images form one study (1-2 views); every fifth patient goes to valid.csv."""
+    from PIL import Image
+
+    from jcxr.data import chexpert
+
+    table = nih.read_metadata(phantom_root)
+    header = ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *chexpert.LABELS]
+    rows = {"train": [], "valid": []}
+    for i in range(len(table)):
+        patient = int(table.patient_ids[i])
+        split = "valid" if patient % 5 == 0 else "train"
+        view = 1 + int(np.sum(table.patient_ids[:i] == table.patient_ids[i]))
+        rel = f"CheXpert-v1.0-small/{split}/patient{patient:05d}/study1/view{view}_frontal.jpg"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.open(phantom_root / table.paths[i]).save(root / rel, quality=95)
+        labels = [""] * len(chexpert.LABELS)
+        labels[chexpert.LABELS.index("Cardiomegaly")] = str(table.label("Cardiomegaly")[i])
+        rows[split].append([rel, "Female", "50", "Frontal", "PA", *labels])
+    for split, body in rows.items():
+        with (root / f"{split}.csv").open("w", newline="") as handle:
+            csv.writer(handle).writerows([header, *body])
+    return {split: len(body) for split, body in rows.items()}
+
+
+def test_official_test_set_and_study_level_evaluation_end_to_end(tmp_path):
+    """CheXpert as seed 004 uses it: valid.csv is the test set and a study scores the max."""
+    from jcxr.data import chexpert, load_table
+
+    phantom_root, root = tmp_path / "phantoms", tmp_path / "chexpert"
+    phantom.generate(phantom_root, 200, seed=3, workers=1)
+    counts = write_chexpert_from_phantoms(phantom_root, root)
+    table = load_table("chexpert", root)
+    shards.prepare(table, root, tmp_path / "shards", [32], workers=1, progress=False)
+    config = tiny_config(tmp_path / "shards", train__epochs=1)
+    config.data.source = "chexpert"
+    config.data.test_split = "official"
+    config.data.train_fraction, config.data.val_fraction = 0.8, 0.2
+    config.eval.study_level = True
+    config.sweep.labels = ("Cardiomegaly",)
+    results = run_sweep(config, tmp_path / "work")
+    cell = results["cells"][0]
+    valid = np.flatnonzero(table.official_split == "test")
+    assert len(valid) == counts["valid"]
+    valid_studies, valid_labels = chexpert.study_labels(table.subset(valid))
+    predictions = np.load(tmp_path / "work" / "cells" / cell_id(cell) / "predictions_test.npz")
+    # one prediction per valid.csv study, keyed by its first view's record, labelled by the max
+    first_view = [int(np.flatnonzero(table.study_ids == s)[0]) for s in valid_studies]
+    column = valid_labels[:, table.label_names.index("Cardiomegaly")]
+    order = np.argsort(first_view)
+    np.testing.assert_array_equal(np.sort(predictions["record"]), np.sort(first_view))
+    assert len(first_view) < len(valid)  # some studies have two views
+    np.testing.assert_array_equal(predictions["label"][np.argsort(predictions["record"])],
+                                  column[order])  # fmt: skip
+    assert results["comparisons"]["Cardiomegaly"]["split"] == "test"
+    n = results["comparisons"]["Cardiomegaly"]
+    assert n["n_positive"] + n["n_negative"] == len(valid_studies)
+    # no training or validation image comes from a valid.csv patient
+    train_val = cell_splits(config, tmp_path / "shards")
+    assert not set(table.patient_ids[train_val]) & set(table.patient_ids[valid])
+
+
+def cell_id(cell):
+    from jcxr.train.cell import Cell
+
+    return Cell(cell["label"], cell["resolution"], cell["arch"], cell["seed"]).id
+
+
+def cell_splits(config, shard_dir):
+    from jcxr.train.cell import label_data
+
+    data = label_data(config, shard_dir, config.sweep.labels[0])
+    return np.concatenate([data.splits["train"], data.splits["val"]])
+
+
+def test_per_study_reduction_matches_chexpert_study_scores():
+    from jcxr.data import chexpert
+    from jcxr.train.cell import _per_study
+
+    rng = np.random.default_rng(0)
+    study = rng.choice(np.array(["a", "b", "c", "d"]), 30)
+    records = rng.permutation(30)
+    probs = rng.random(30).astype(np.float32)
+    labels = (rng.random(30) < 0.4).astype(np.float32)
+    got_records, got_labels, got_probs = _per_study(study, records, labels, probs)
+    studies, expected = chexpert.study_scores(study, probs)
+    np.testing.assert_allclose(got_probs, expected)
+    for s, r, y in zip(studies, got_records, got_labels, strict=True):
+        assert r == records[study == s].min() and y == labels[study == s].max()
+
+
+def test_official_split_needs_a_source_that_has_one(phantom_shards):
+    from jcxr.data.table import DataError
+    from jcxr.train.cell import label_data
+
+    config = tiny_config(phantom_shards, data__test_split="official")
+    with pytest.raises(DataError, match="no official test set"):
+        label_data(config, phantom_shards, "Mass")
+    config = tiny_config(phantom_shards, eval__study_level=True)
+    with pytest.raises(DataError, match="no study IDs"):
+        label_data(config, phantom_shards, "Mass")

@@ -12,12 +12,13 @@ SOURCES = ("nih", "chexpert", "phantom")
 __all__ = ["SOURCES", "DataError", "Table", "load_table"]
 
 
-def load_table(source: str, root: str | Path, *, split: str = "train") -> Table:
-    """Metadata of ``source`` at ``root`` (phantoms use the NIH layout)."""
+def load_table(source: str, root: str | Path) -> Table:
+    """Metadata of ``source`` at ``root`` (phantoms use the NIH layout), every image the source
+    ships, with its official test set marked in ``Table.official_split`` where there is one."""
     from jcxr.data import chexpert, nih
 
     if source in ("nih", "phantom"):
         return nih.read_metadata(root)
     if source == "chexpert":
-        return chexpert.read_metadata(root, split)
+        return chexpert.read_dataset(root)
     raise DataError(f"unknown source {source!r}; choose one of {SOURCES}")

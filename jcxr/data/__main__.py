@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resize", default="bilinear", choices=sorted(shards.RESIZE))
     p.add_argument("--square", default="crop", choices=shards.SQUARE)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--compression",
+        default="uncompressed",
+        choices=shards.COMPRESSION,
+        help="ArrayRecord compression (default uncompressed: fastest to read)",
+    )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images, listing them")
 
     v = sub.add_parser("verify", help="re-read shards: checksums, counts, order")
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 square=args.square,
                 workers=args.workers,
                 skip_bad=args.skip_bad,
+                compression=args.compression,
             )
             print(
                 f"wrote {manifest['images']:,} images at {manifest['resolutions']} px to "

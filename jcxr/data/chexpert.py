@@ -8,6 +8,7 @@ An uncertainty policy maps -1 per label to 1 (``"ones"``), 0 (``"zeros"``) or ex
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from pathlib import Path
 
@@ -110,6 +111,36 @@ def read_metadata(
         paths=np.array([_relative(root, p) for p in images]),
         csv_sha256=file_sha256(path),
         study_ids=np.array(studies),
+    )
+
+
+def read_dataset(root: str | Path, **options) -> Table:
+    """``train.csv`` and, when present, ``valid.csv`` as one table (same ``options`` as
+    :func:`read_metadata`), with ``official_split`` "train" / "test": CheXpert's official test
+    set is hidden, so its validation set (200 studies, radiologist-labelled) serves as the
+    independent test set, as in seed 004.
+    """
+    root = Path(root)
+    parts = [read_metadata(root, "train", **options)]
+    if (root / "valid.csv").is_file():
+        parts.append(read_metadata(root, "valid", **options))
+    first = parts[0]
+    if any(p.label_names != first.label_names for p in parts):
+        raise DataError(
+            f"{root}: train.csv and valid.csv have different label columns "
+            f"({[p.label_names for p in parts]})"
+        )
+    joined = {
+        field: np.concatenate([getattr(p, field) for p in parts])
+        for field in ("image_ids", "patient_ids", "labels", "views", "paths", "study_ids")
+    }
+    names = ("train", "test")[: len(parts)]
+    marks = np.concatenate([np.full(len(p), n) for p, n in zip(parts, names, strict=True)])
+    return dataclasses.replace(
+        first,
+        **joined,
+        csv_sha256=",".join(p.csv_sha256 for p in parts),
+        official_split=marks if len(parts) == 2 else None,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,7 @@ def read_metadata(root: str | Path) -> Table:
     if np.unique(image_ids).size != n:
         dupes = sorted({x for x in image_ids.tolist() if (image_ids == x).sum() > 1})[:5]
         raise DataError(f"{path}: duplicate Image Index values, e.g. {dupes}")
-    return Table(
+    table = Table(
         source="nih",
         image_ids=image_ids,
         patient_ids=np.array(patients),
@@ -98,6 +99,13 @@ def read_metadata(root: str | Path) -> Table:
         paths=_image_paths(root, image_ids),
         csv_sha256=file_sha256(path),
     )
+    official = official_split(root, table)
+    if official is None:
+        return table
+    marks = np.full(n, "", dtype="<U5")
+    marks[official["train_val"]] = "train"
+    marks[official["test"]] = "test"
+    return dataclasses.replace(table, official_split=marks)
 
 
 def official_split(root: str | Path, table: Table) -> dict[str, np.ndarray] | None:

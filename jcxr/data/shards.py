@@ -4,6 +4,7 @@ Layout of ``SHARDS/``::
 
     manifest.json                 counts, resize method, source CSV hash, shard checksums
     res{R}/index.npz              per-record image_id, patient_id, labels (N, L), view
+                                  (+ study_id, official_split where the source has them)
     res{R}/{i:05d}-of-{n:05d}.array_record
 
 A record is ``b"JCXR" + uint32 header length + JSON header + R*R uint8 pixels`` (one grey
@@ -34,6 +35,9 @@ RESIZE = {"bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "area": Image.BO
 SQUARE = ("crop", "pad")
 MANIFEST = "manifest.json"
 RECORDS_PER_SHARD = 1024
+# Uncompressed by default: zstd:3 (ArrayRecord's default) saves ~20% of disk on radiographs but
+# its decompression halves host read throughput at 320 px (docs/benchmarks.md).
+COMPRESSION = ("uncompressed", "zstd:1", "zstd:3", "brotli:6")
 
 
 def encode_record(header: dict, pixels: np.ndarray) -> bytes:
@@ -112,11 +116,11 @@ def _decode_shard(job):
     return out
 
 
-def _write_shard(path: Path, records: list[bytes]) -> None:
+def _write_shard(path: Path, records: list[bytes], compression: str) -> None:
     from array_record.python.array_record_module import ArrayRecordWriter
 
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    writer = ArrayRecordWriter(str(tmp), "group_size:1")
+    writer = ArrayRecordWriter(str(tmp), f"group_size:1,{compression}")
     for record in records:
         writer.write(record)
     writer.close()
@@ -134,6 +138,7 @@ def prepare(
     workers: int = 2,
     skip_bad: bool = False,
     records_per_shard: int = RECORDS_PER_SHARD,
+    compression: str = "uncompressed",
     progress: bool = True,
 ) -> dict:
     """Write every image of ``table`` at every resolution; returns the manifest.
@@ -146,6 +151,8 @@ def prepare(
         raise DataError(f"resize method must be one of {list(RESIZE)}; got {method!r}")
     if square not in SQUARE:
         raise DataError(f"square must be one of {SQUARE}; got {square!r}")
+    if compression not in COMPRESSION:
+        raise DataError(f"compression must be one of {COMPRESSION}; got {compression!r}")
     if not resolutions or any(r < 8 for r in resolutions):
         raise DataError(f"resolutions must be a list of sizes >= 8 px; got {resolutions}")
     root, out = Path(root), Path(out)
@@ -193,12 +200,13 @@ def prepare(
                 ]
                 target = out / f"res{r}" / _shard_name(i, n_shards)
                 if not target.is_file():
-                    _write_shard(target, records)
+                    _write_shard(target, records, compression)
             bar.update(len(decoded))
     bar.close()
     bad_rows = {int(k) for k in skipped}
     kept = np.array([i for i in range(len(table)) if i not in bad_rows], dtype=np.int64)
     manifest = _manifest(table, out, resolutions, n_shards, kept, method, square, skipped)
+    manifest["compression"] = compression
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
 
@@ -216,12 +224,21 @@ def _manifest(table, out, resolutions, n_shards, kept, method, square, skipped) 
     sub = table.subset(kept)
     shards = {}
     for r in resolutions:
+        optional = {
+            name: values
+            for name, values in (
+                ("study_id", sub.study_ids),
+                ("official_split", sub.official_split),
+            )
+            if values is not None
+        }
         np.savez(
             out / f"res{r}" / "index.npz",
             image_id=sub.image_ids,
             patient_id=sub.patient_ids,
             labels=sub.labels,
             view=sub.views,
+            **optional,
         )
         shards[str(r)] = [
             {

@@ -28,6 +28,9 @@ class Table:
     paths: np.ndarray  # (N,) str, image path relative to the dataset root
     csv_sha256: str = ""
     study_ids: np.ndarray | None = None  # (N,) str where images group into studies (CheXpert)
+    # (N,) str: "train" or "test" where the source ships an official test set (NIH's
+    # test_list.txt, CheXpert's valid.csv), "" for rows in neither; None where it has none.
+    official_split: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.image_ids.size
@@ -52,6 +55,7 @@ class Table:
             views=self.views[rows],
             paths=self.paths[rows],
             study_ids=None if self.study_ids is None else self.study_ids[rows],
+            official_split=None if self.official_split is None else self.official_split[rows],
         )
 
     def counts(self) -> dict[str, dict[str, int]]:

@@ -51,6 +51,8 @@ class LabelData:
     labels: np.ndarray  # (N,) float32 over every record of the shards; NaN = excluded
     splits: dict[str, np.ndarray]
     positive_weight: float
+    # (N,) study of every record where evaluation is per study (max over its views), else None
+    studies: np.ndarray | None = None
 
 
 def index_table(shards: Path, resolution: int) -> Table:
@@ -65,33 +67,55 @@ def index_table(shards: Path, resolution: int) -> Table:
         labels=index["labels"],
         views=index["view"],
         paths=index["image_id"],
+        study_ids=index["study_id"] if "study_id" in index else None,
+        official_split=index["official_split"] if "official_split" in index else None,
     )
 
 
 def label_data(config, shards: Path, label: str) -> LabelData:
     """Splits for ``label``: patient-grouped, from config.data (optionally seed 001's subsample).
 
-    Splits depend on the table and the split seed only, never on the resolution, so every
-    resolution of a label is evaluated on the same images.
+    With ``data.test_split = "official"`` the test set is the source's own (NIH's test_list.txt,
+    CheXpert's valid.csv) and train/val split the rest in the ratio train_fraction :
+    val_fraction. Splits depend on the table and the split seed only, never on the resolution,
+    so every resolution of a label is evaluated on the same images.
     """
+    d = config.data
     table = index_table(shards, config.sweep.resolutions[0])
     column = table.label(label)
-    labelled = np.flatnonzero(~np.isnan(column))
-    if config.data.subsample_size:
-        sub = splits.positive_enriched_subsample(
-            table, label, size=config.data.subsample_size, seed=config.data.split_seed
-        )
-        rows, weight = sub.rows, sub.positive_weight
+    labelled = ~np.isnan(column)
+    test = None
+    if d.test_split == "official":
+        if table.official_split is None:
+            raise DataError(
+                f"config.data.test_split = 'official', but the {table.source} shards in {shards} "
+                "have no official test set (NIH: test_list.txt and train_val_list.txt next to "
+                "the CSV; CheXpert: valid.csv); prepare them from a complete copy or use 'random'"
+            )
+        test = np.flatnonzero(labelled & (table.official_split == "test"))
+        pool = np.flatnonzero(labelled & (table.official_split == "train"))
+        fractions = {"train": d.train_fraction, "val": d.val_fraction}
     else:
-        rows, weight = labelled, None
-    d = config.data
-    fractions = {"train": d.train_fraction, "val": d.val_fraction}
-    if 1.0 - d.train_fraction - d.val_fraction > 1e-9:
-        fractions["test"] = 1.0 - d.train_fraction - d.val_fraction
+        pool = np.flatnonzero(labelled)
+        fractions = {"train": d.train_fraction, "val": d.val_fraction}
+        if 1.0 - d.train_fraction - d.val_fraction > 1e-9:
+            fractions["test"] = 1.0 - d.train_fraction - d.val_fraction
+    if d.subsample_size:
+        sub = splits.positive_enriched_subsample(
+            table.subset(pool), label, size=d.subsample_size, seed=d.split_seed
+        )
+        rows, weight = pool[sub.rows], sub.positive_weight
+    else:
+        rows, weight = pool, None
+    if test is not None:
+        total = sum(fractions.values())
+        fractions = {name: f / total for name, f in fractions.items()}
     parts = splits.grouped_split(
         table.subset(rows), fractions, seed=d.split_seed, split_by=d.split_by
     )
     parts = {name: rows[idx] for name, idx in parts.items()}
+    if test is not None:
+        parts["test"] = test
     for name, idx in parts.items():
         positives = int(np.sum(column[idx] == 1))
         if positives == 0 or positives == len(idx):
@@ -102,8 +126,20 @@ def label_data(config, shards: Path, label: str) -> LabelData:
     if weight is None:
         train = column[parts["train"]]
         weight = float(np.sum(train == 0) / np.sum(train == 1))
+    studies = None
+    if config.eval.study_level:
+        if table.study_ids is None:
+            raise DataError(
+                f"config.eval.study_level = True, but the {table.source} shards in {shards} have "
+                "no study IDs (only CheXpert has studies)"
+            )
+        studies = table.study_ids
     return LabelData(
-        label=label, labels=column.astype(np.float32), splits=parts, positive_weight=float(weight)
+        label=label,
+        labels=column.astype(np.float32),
+        splits=parts,
+        positive_weight=float(weight),
+        studies=studies,
     )
 
 
@@ -173,21 +209,39 @@ class Checkpoints:
         self.manager.close()
 
 
-def evaluate(steps: Steps, loader: Loader) -> tuple[dict, dict]:
-    """Metrics and predictions (record, label, probability) over one full pass of ``loader``."""
-    records, labels, probs, losses = [], [], [], []
+def evaluate(steps: Steps, loader: Loader, studies: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Metrics and predictions (record, label, probability) over one full pass of ``loader``.
+
+    With ``studies`` (the study of every record) the unit is the study: its probability and
+    label are the max over its views, and its ``record`` is its lowest record index.
+    """
+    records, labels, probs, logits = [], [], [], []
     for batch in loader:
-        p, logits = steps.predict(batch["pixels"])
+        p, z = steps.predict(batch["pixels"])
         mask = batch["mask"]
-        p, logits = np.asarray(p)[mask], np.asarray(logits)[mask]
-        y = batch["label"][mask]
-        losses.append(np.asarray(bce_terms(logits, y, 1.0, 1.0)))
         records.append(batch["record"][mask])
-        labels.append(y)
-        probs.append(p)
-    records, labels, probs = map(np.concatenate, (records, labels, probs))
-    metrics = binary_metrics(labels, probs, float(np.mean(np.concatenate(losses))))
+        labels.append(batch["label"][mask])
+        probs.append(np.asarray(p)[mask])
+        logits.append(np.asarray(z)[mask])
+    records, labels, probs, logits = map(np.concatenate, (records, labels, probs, logits))
+    if studies is not None:
+        records, labels, probs, logits = _per_study(
+            studies[records], records, labels, probs, logits
+        )
+    loss = float(np.mean(np.asarray(bce_terms(logits, labels, 1.0, 1.0))))
+    metrics = binary_metrics(labels, probs, loss)
     return metrics, {"record": records, "label": labels, "prob": probs}
+
+
+def _per_study(study, *columns):
+    """Each column reduced to one value per study: min for the record, max for the rest."""
+    _, first, inverse = np.unique(study, return_index=True, return_inverse=True)
+    out = []
+    for i, column in enumerate(columns):
+        reduced = np.full(first.size, np.inf if i == 0 else -np.inf, np.float64)
+        (np.minimum if i == 0 else np.maximum).at(reduced, inverse, column)
+        out.append(reduced.astype(column.dtype))
+    return out
 
 
 def build_steps(config, cell: Cell, data: LabelData, tx) -> Steps:
@@ -285,7 +339,7 @@ def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path,
                     latest.save(step, steps, meta)
             if window:
                 _log_window(log, cell, window, steps, step)
-            metrics, _ = evaluate(steps, eval_loaders["val"])
+            metrics, _ = evaluate(steps, eval_loaders["val"], data.studies)
             metrics["epoch"] = epoch + 1
             meta["history"].append(metrics)
             log.epoch(cell, metrics, step)
@@ -310,7 +364,7 @@ def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path,
     latest.close(), best.close()
     outputs = {}
     for name, loader in eval_loaders.items():
-        metrics, predictions = evaluate(steps, loader)
+        metrics, predictions = evaluate(steps, loader, data.studies)
         outputs[name] = metrics
         np.savez(cell_dir / f"predictions_{name}.npz", **predictions)
     result = {

@@ -30,6 +30,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.data.split_by = "patient"  # or "image" (seed 001's unstated choice; leaks)
     c.data.train_fraction = 0.7
     c.data.val_fraction = 0.15  # the rest is the test set (0 = no test set)
+    # "official": the source's own test set (NIH test_list.txt, CheXpert valid.csv); train and
+    # val then split the rest in the ratio train_fraction : val_fraction
+    c.data.test_split = "random"
     c.data.subsample_size = 0  # seed 001: all positives + negatives up to this; 0 = all images
     c.data.split_seed = 0
 
@@ -81,6 +84,7 @@ def defaults() -> ml_collections.ConfigDict:
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 128
     c.eval.tta_views = 0  # extra augmented views averaged with the original (seed 001: 4)
+    c.eval.study_level = False  # CheXpert: score a study by the max over its views (seed 004)
     c.eval.compare_on = "test"  # split for the DeLong comparison; "val" if there is no test set
     c.eval.reference_resolution = 320  # denominator of the AUC ratio figure (seed 001 Fig 3)
 
@@ -102,6 +106,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     choice("data.source", config.data.source, SOURCES)
     choice("data.split_by", config.data.split_by, ("patient", "image"))
+    choice("data.test_split", config.data.test_split, ("random", "official"))
     choice("optim.recipe", config.optim.recipe, RECIPES)
     choice("train.loss", config.train.loss, LOSSES)
     choice("model.dtype", config.model.dtype, DTYPES)

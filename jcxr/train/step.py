@@ -115,7 +115,7 @@ class Steps:
         grads = jax.tree.map(lambda g: g / a, grads)
         updates, opt_state = self.tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        metrics = {"loss": total / a, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": total / a, "grad_norm": optax.tree.norm(grads)}
         return params, others, opt_state, metrics
 
     def _eval_step(self, params, others, pixels):
