@@ -271,3 +271,40 @@ def test_normalise_is_imagenet_on_three_channels():
         (0.5 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]),
         rtol=1e-6,
     )
+
+
+def test_tfds_export_opens_without_jcxr_and_holds_the_same_images(prepared, tmp_path):
+    table, out = prepared
+    command = [sys.executable, "-m", "jcxr.data", "tfds", str(out), "--out", str(tmp_path),
+               "--resolutions", "32,48"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # a fresh process that never imports jcxr (nor TensorFlow) opens it by directory
+    reader = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow_datasets as tfds
+        source = tfds.builder_from_directory({str(tmp_path / "jcxr_shards" / "res48" / "1.0.0")!r})
+        images = source.as_data_source()["train"]
+        rows = [images[i] for i in range(len(images))]
+        order = np.argsort([r["record"] for r in rows])
+        np.savez({str(tmp_path / "read.npz")!r},
+                 image=np.stack([rows[i]["image"] for i in order]),
+                 labels=np.stack([rows[i]["labels"] for i in order]),
+                 image_id=np.array([rows[i]["image_id"] for i in order]),
+                 record=np.array([rows[i]["record"] for i in order]))
+        assert "jcxr" not in sys.modules and "tensorflow" not in sys.modules
+    """)
+    done = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    read = np.load(tmp_path / "read.npz")
+    assert read["record"].tolist() == list(range(120))
+    assert [x.decode() if isinstance(x, bytes) else x for x in read["image_id"].tolist()] == (
+        table.image_ids.tolist()
+    )
+    np.testing.assert_array_equal(read["labels"], table.labels)
+    mass = np.zeros(120, np.float32)
+    (batch,) = Loader(out, 48, np.arange(120), mass, batch_size=120, train=False)
+    np.testing.assert_array_equal(read["image"], batch["pixels"])
+    with pytest.raises(DataError, match="no shards at 64 px"):
+        from jcxr.data import tfds_builder
+
+        tfds_builder.builder(out, 64, tmp_path)

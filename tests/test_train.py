@@ -313,9 +313,10 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
     assert (tmp_path / "comparisons" / "Mass__resnet_tiny__s0.txt").is_file()
 
 
-def test_report_cli_rebuilds(phantom_shards, tmp_path):
+def test_report_cli_rebuilds_and_publishes_a_wandb_report(phantom_shards, tmp_path, monkeypatch):
     config = tiny_config(phantom_shards, train__epochs=1)
-    run_sweep(config, tmp_path)
+    config.sweep.resolutions = (32, 48)
+    results = run_sweep(config, tmp_path)
     (tmp_path / "report.html").unlink()
     out = subprocess.run([sys.executable, "-m", "jcxr.report", "--workdir", str(tmp_path)],
                          capture_output=True, text=True)  # fmt: skip
@@ -323,6 +324,39 @@ def test_report_cli_rebuilds(phantom_shards, tmp_path):
     command = [sys.executable, "-m", "jcxr.report", "--workdir", str(tmp_path / "x")]
     missing = subprocess.run(command, capture_output=True, text=True)
     assert missing.returncode == 2 and "no results.json" in missing.stderr
+
+    # --wandb without a key: the summary run goes offline, the report is not published
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
+    offline = subprocess.run([*command[:-1], str(tmp_path), "--wandb"], capture_output=True,
+                             text=True, env={**env, "HOME": str(tmp_path)})  # fmt: skip
+    assert offline.returncode == 1 and "report not published" in offline.stderr
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+    # --wandb online (save intercepted): the report holds each label's table and panels
+    import wandb_workspaces.reports.v2 as wr
+
+    from jcxr.report.__main__ import main
+    from jcxr.train import tracking
+
+    saved = []
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setattr(tracking, "_has_api_key", lambda: True)
+    monkeypatch.setattr(tracking.Tracker, "summary_run", lambda *a: None)
+    monkeypatch.setattr(wr.Report, "save", lambda self, **kw: saved.append(self))
+    monkeypatch.setattr(wr.Report, "url", property(lambda self: "https://wandb.ai/lab/report"))
+    assert main(["--workdir", str(tmp_path), "--wandb", "--entity", "lab"]) == 0
+    (report,) = saved
+    assert report.entity == "lab" and report.project == "jcxr" and "tiny" in report.title
+    comp = results["comparisons"]["Mass"]
+    markdown = next(b for b in report.blocks if isinstance(b, wr.MarkdownBlock)).text
+    for auc, se in zip(comp["auc"], comp["se"], strict=True):
+        assert f"| {auc:.3f} | {se:.3f} |" in markdown
+    grids = [b for b in report.blocks if isinstance(b, wr.PanelGrid)]
+    filters = [g.runsets[0].filters for g in grids]
+    assert filters == ["Metric('Group') == 'tiny' and Metric('JobType') == 'Mass'",
+                       "Metric('Group') == 'tiny' and Metric('JobType') == 'summary'"]  # fmt: skip
+    media = grids[-1].panels[0].media_keys
+    assert sorted(media) == sorted(f.stem for f in (tmp_path / "figures").glob("*.png"))
 
 
 def test_lr_suggestion_is_the_steepest_descent():

@@ -1,4 +1,4 @@
-"""python -m jcxr.data {describe,prepare,verify,phantoms}: datasets from metadata to shards."""
+"""python -m jcxr.data {describe,prepare,verify,tfds,phantoms}: datasets from metadata to shards."""
 
 from __future__ import annotations
 
@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("verify", help="re-read shards: checksums, counts, order")
     v.add_argument("shards", type=Path)
 
+    t = sub.add_parser("tfds", help="also expose the shards as a TF-free tfds dataset")
+    t.add_argument("shards", type=Path)
+    t.add_argument("--out", type=Path, help="tfds data_dir (default SHARDS/tfds)")
+    t.add_argument("--resolutions", help="comma-separated sizes (default: all prepared)")
+
     g = sub.add_parser("phantoms", help="write synthetic phantoms in the NIH layout")
     g.add_argument("--out", required=True, type=Path)
     g.add_argument("--images", type=int, default=2000)
@@ -120,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"wrote {manifest['images']:,} images at {manifest['resolutions']} px to "
                 f"{args.out} ({len(manifest['skipped'])} skipped)"
             )
+        elif args.command == "tfds":
+            from jcxr.data import tfds_builder
+
+            resolutions = _resolutions(args.resolutions) if args.resolutions else None
+            for directory in tfds_builder.export(args.shards, resolutions, args.out):
+                print(f"tfds: {directory}")
         elif args.command == "verify":
             problems = shards.verify(args.shards)
             if problems:

@@ -1,4 +1,5 @@
-"""python -m jcxr.report --workdir DIR [--wandb]: rebuild a sweep's figures and HTML report."""
+"""python -m jcxr.report --workdir DIR [--wandb [--entity E]]: rebuild a sweep's figures and HTML
+report; with --wandb also log the summary run and publish a W&B Report (online)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also publish the tables and figures to W&B (needs network + key)",
     )
+    parser.add_argument("--entity", help="W&B entity for the report (default: the key's own)")
     args = parser.parse_args(argv)
     try:
         report, figures = build_report(args.workdir)
@@ -32,14 +34,28 @@ def main(argv: list[str] | None = None) -> int:
 
         config = ml_collections.ConfigDict(json.loads((args.workdir / "config.json").read_text()))
         tracker = Tracker(config, args.workdir, mode="online")
-        if tracker.mode != "online":
-            print(
-                "W&B: not published (no API key); the summary run was written offline under "
-                f"{args.workdir / 'wandb'} for `wandb sync`",
-                file=sys.stderr,
-            )
         results = json.loads((args.workdir / "results.json").read_text())
         tracker.summary_run(results, figures, report)
+        if tracker.mode != "online":
+            where = (
+                f"the summary run was written offline under {args.workdir / 'wandb'}; "
+                "`wandb sync` it, then rerun with --wandb"
+                if tracker.mode == "offline"
+                else f"W&B is {tracker.mode}"
+            )
+            print(f"W&B: report not published (needs network and an API key); {where}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        from jcxr.report import wandb_report
+
+        try:
+            url = wandb_report.publish(
+                results, figures, project=config.logging.project, entity=args.entity
+            )
+        except Exception as error:  # network, permissions: say so, keep the local report
+            print(f"W&B: report not published ({error})", file=sys.stderr)
+            return 1
+        print(f"W&B report: {url}")
     return 0
 
 
