@@ -21,11 +21,13 @@ from flax import nnx
 
 from jcxr import models
 from jcxr._io import atomic_write_text, json_ready
+from jcxr.data import device as device_data
 from jcxr.data import splits
 from jcxr.data.augment import Augmentation
 from jcxr.data.pipeline import Loader
 from jcxr.data.shards import read_manifest
 from jcxr.data.table import DataError, Table
+from jcxr.train import memory, parallel
 from jcxr.train.metrics import binary_metrics
 from jcxr.train.optim import Plateau, current_learning_rates, make_optimizer, scale_learning_rate
 from jcxr.train.step import Steps, bce_terms
@@ -212,18 +214,29 @@ class Checkpoints:
 def evaluate(steps: Steps, loader: Loader, studies: np.ndarray | None = None) -> tuple[dict, dict]:
     """Metrics and predictions (record, label, probability) over one full pass of ``loader``.
 
+    With several processes, each predicts its own records and every process gets them all.
     With ``studies`` (the study of every record) the unit is the study: its probability and
     label are the max over its views, and its ``record`` is its lowest record index.
     """
-    records, labels, probs, logits = [], [], [], []
+    columns = {"record": [], "label": [], "prob": [], "logit": []}
     for batch in loader:
         p, z = steps.predict(batch["pixels"])
-        mask = batch["mask"]
-        records.append(batch["record"][mask])
-        labels.append(batch["label"][mask])
-        probs.append(np.asarray(p)[mask])
-        logits.append(np.asarray(z)[mask])
-    records, labels, probs, logits = map(np.concatenate, (records, labels, probs, logits))
+        for name, values in (("record", batch["record"]), ("label", batch["label"]),
+                             ("prob", p), ("logit", z)):  # fmt: skip
+            columns[name].append(np.asarray(values))
+    columns = {name: np.concatenate(parts) for name, parts in columns.items()}
+    if jax.process_count() > 1:  # padded to the same length in every process
+        from jax.experimental import multihost_utils
+
+        columns = {
+            name: np.asarray(multihost_utils.process_allgather(values, tiled=True))
+            for name, values in columns.items()
+        }
+    keep = columns["record"] >= 0  # drop evaluation padding
+    order = np.flatnonzero(keep)[np.argsort(columns["record"][keep], kind="stable")]
+    records, labels, probs, logits = (
+        columns[n][order] for n in ("record", "label", "prob", "logit")
+    )
     if studies is not None:
         records, labels, probs, logits = _per_study(
             studies[records], records, labels, probs, logits
@@ -244,9 +257,15 @@ def _per_study(study, *columns):
     return out
 
 
-def build_steps(config, cell: Cell, data: LabelData, tx) -> Steps:
-    """The cell's model (fresh head, optional pretrained backbone) and compiled steps."""
+def build_steps(config, cell: Cell, data: LabelData, tx, mesh=None, log=print) -> Steps:
+    """The cell's model (fresh head, optional pretrained backbone) and compiled steps on ``mesh``
+    (default: the first local device), with the config's microbatch size or, for "auto", the
+    largest that fits in device memory (:mod:`jcxr.train.memory`)."""
     t = config.train
+    mesh = mesh if mesh is not None else parallel.make_mesh(jax.local_devices()[:1])
+    auto = t.microbatch_size == "auto"
+    if not auto:
+        parallel.check_divisible("config.train.microbatch_size", t.microbatch_size, mesh)
     dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
     model = models.create(
         cell.arch,
@@ -268,42 +287,82 @@ def build_steps(config, cell: Cell, data: LabelData, tx) -> Steps:
         "bce": (1.0, 1.0),
         "class_weights": (t.class_weights[1], t.class_weights[0]),
     }[t.loss]
-    return Steps(
+    steps = Steps(
         model,
         tx,
-        microbatches=t.effective_batch_size // t.microbatch_size,
+        microbatches=1 if auto else t.effective_batch_size // t.microbatch_size,
         augmentation=augmentation,
         seed=cell.seed,
         dtype=dtype,
         positive_weight=positive,
         negative_weight=negative,
         tta_views=config.eval.tta_views,
+        mesh=mesh,
     )
+    if auto:
+        m = config.model
+        size = memory.choose_microbatch(
+            steps,
+            key=f"{cell.arch}|{m.head}|{m.dtype}|remat={m.remat}",
+            effective_batch_size=t.effective_batch_size,
+            resolution=cell.resolution,
+            budget_bytes=memory.device_budget(
+                mesh.devices.flat[0], config.parallel.memory_fraction
+            ),
+            log=log,
+        )
+        steps.microbatches = t.effective_batch_size // size
+    return steps
 
 
-def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path, log) -> dict:
-    """Train ``cell`` to the end (resuming if it was interrupted) and return its result."""
+def train_cell(
+    config,
+    cell: Cell,
+    data: LabelData,
+    shards: Path,
+    workdir: Path,
+    log,
+    *,
+    mesh=None,
+) -> dict:
+    """Train ``cell`` on ``mesh`` to the end (resuming if it was interrupted); return its result.
+
+    With several processes each loads its own rows of every batch (``1 / process_count`` of
+    it); only process 0 writes the result, predictions and diagnostics.
+    """
     cell_dir = workdir / "cells" / cell.id
     result_path = cell_dir / "result.json"
     if result_path.is_file():
         return json.loads(result_path.read_text())
     cell_dir.mkdir(parents=True, exist_ok=True)
     t = config.train
-    loader_kw = dict(shards=shards, resolution=cell.resolution, labels=data.labels)
+    processes = jax.process_count()
+    loader_kw = dict(
+        shards=shards,
+        resolution=cell.resolution,
+        labels=data.labels,
+        process_index=jax.process_index(),
+        process_count=processes,
+    )
     train_loader = Loader(
         records=data.splits["train"],
-        batch_size=t.effective_batch_size,
+        batch_size=t.effective_batch_size // processes,
         train=True,
         seed=cell.seed,
         **loader_kw,
     )
     eval_loaders = {
-        name: Loader(records=rows, batch_size=config.eval.batch_size, train=False, **loader_kw)
+        name: Loader(
+            records=rows, batch_size=config.eval.batch_size // processes, train=False, **loader_kw
+        )
         for name, rows in data.splits.items()
         if name != "train"
     }
+    mesh = mesh if mesh is not None else parallel.make_mesh(jax.local_devices()[:1])
+    train_loader, eval_loaders = _on_device(config, mesh, train_loader, eval_loaders, log)
     steps_per_epoch = train_loader.batches_per_epoch
-    steps = build_steps(config, cell, data, make_optimizer(config.optim, steps_per_epoch, t.epochs))
+    tx = make_optimizer(config.optim, steps_per_epoch, t.epochs)
+    steps = build_steps(config, cell, data, tx, mesh, log.info)
     latest, best = Checkpoints(cell_dir, "latest"), Checkpoints(cell_dir, "best")
     plateau = Plateau(config.optim.plateau_patience, config.optim.plateau_factor)
     meta = latest.restore(steps) or {
@@ -358,7 +417,8 @@ def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path,
             "step": step,
             "history": meta["history"],
         }
-        atomic_write_text(cell_dir / "failure.json", json.dumps(diagnostic, indent=2))
+        if parallel.is_primary():
+            atomic_write_text(cell_dir / "failure.json", json.dumps(diagnostic, indent=2))
         return {**_cell_fields(cell), "status": "failed", "reason": str(failure)}
     best.restore(steps)
     latest.close(), best.close()
@@ -366,7 +426,8 @@ def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path,
     for name, loader in eval_loaders.items():
         metrics, predictions = evaluate(steps, loader, data.studies)
         outputs[name] = metrics
-        np.savez(cell_dir / f"predictions_{name}.npz", **predictions)
+        if parallel.is_primary():
+            np.savez(cell_dir / f"predictions_{name}.npz", **predictions)
     result = {
         **_cell_fields(cell),
         "status": "done",
@@ -374,14 +435,34 @@ def train_cell(config, cell: Cell, data: LabelData, shards: Path, workdir: Path,
         "positive_weight": data.positive_weight,
         "train_images": len(data.splits["train"]),
         "steps": step,
+        "microbatch_size": t.effective_batch_size // steps.microbatches,
+        "devices": [str(d) for d in mesh.devices.flat],
         "seconds": time.perf_counter() - started,
         "metrics": outputs["val"],
         "splits": outputs,
         "history": meta["history"],
     }
     result = json_ready(result)  # what is returned is exactly what a rerun will read back
-    atomic_write_text(result_path, json.dumps(result, indent=2, allow_nan=False))
+    if parallel.is_primary():
+        atomic_write_text(result_path, json.dumps(result, indent=2, allow_nan=False))
     return result
+
+
+def _on_device(config, mesh, train_loader, eval_loaders, log):
+    """Wrap the loaders in :class:`DeviceDataset` where config.parallel.device_dataset says so."""
+    mode = config.parallel.device_dataset
+    device = mesh.devices.flat[0]
+    if mode == "off" or jax.process_count() > 1:
+        return train_loader, eval_loaders
+    loaders = [train_loader, *eval_loaders.values()]
+    total = sum(device_data.split_bytes(lo) for lo in loaders)
+    if mode == "auto" and not device_data.fits(
+        total, device, config.parallel.device_dataset_fraction
+    ):
+        return train_loader, eval_loaders
+    log.info(f"device dataset: {total / 2**20:.0f} MiB of uint8 pixels kept on {device}")
+    wrapped = [device_data.DeviceDataset(lo, device) for lo in loaders]
+    return wrapped[0], dict(zip(eval_loaders, wrapped[1:], strict=True))
 
 
 def _cell_fields(cell: Cell) -> dict:

@@ -13,6 +13,7 @@ SOURCES = ("phantom", "nih", "chexpert", "padchest")
 RECIPES = ("adam", "one_cycle", "rmsprop_plateau")
 LOSSES = ("weighted_bce", "class_weights", "bce")
 DTYPES = ("float32", "bfloat16")
+PLACEMENTS = ("auto", "data_parallel", "per_device")
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -68,7 +69,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.epochs = 3
     c.train.effective_batch_size = 32  # images per optimiser step, at every resolution
-    c.train.microbatch_size = 32  # images per forward/backward; must divide the above
+    # images per forward/backward; must divide the above. "auto": the largest divisor whose
+    # compiled step fits in device memory (probed without running it, cached per device kind)
+    c.train.microbatch_size = ml_collections.FieldReference(32, field_type=object)
     c.train.loss = "weighted_bce"
     c.train.class_weights = (0.5, 0.5)  # (negative, positive) for loss="class_weights"
     c.train.augment = True
@@ -87,6 +90,20 @@ def defaults() -> ml_collections.ConfigDict:
     c.eval.study_level = False  # CheXpert: score a study by the max over its views (seed 004)
     c.eval.compare_on = "test"  # split for the DeLong comparison; "val" if there is no test set
     c.eval.reference_resolution = 320  # denominator of the AUC ratio figure (seed 001 Fig 3)
+
+    c.parallel = ml_collections.ConfigDict()
+    # How cells use the devices: "data_parallel" (each cell on every device, batch sharded),
+    # "per_device" (independent cells side by side, one per device), or "auto": per device for
+    # cells below per_device_below px when there are several local devices and one process.
+    c.parallel.placement = "auto"
+    c.parallel.per_device_below = 224
+    c.parallel.devices = 0  # local devices to use; 0 = all
+    c.parallel.distributed = "auto"  # jax.distributed: "auto" (SLURM / JAX_* env), "on", "off"
+    # Keep a split's uint8 pixels in device memory for the whole run: "auto" = when they fit in
+    # device_dataset_fraction of an accelerator's memory (never on CPU: nothing to gain).
+    c.parallel.device_dataset = "auto"
+    c.parallel.device_dataset_fraction = 0.25
+    c.parallel.memory_fraction = 0.85  # of device memory the "auto" microbatch may use
 
     c.logging = ml_collections.ConfigDict()
     c.logging.wandb = "offline"  # "online", "offline" or "disabled"
@@ -112,12 +129,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     choice("model.dtype", config.model.dtype, DTYPES)
     choice("logging.wandb", config.logging.wandb, ("online", "offline", "disabled"))
     choice("eval.compare_on", config.eval.compare_on, ("test", "val"))
+    choice("parallel.placement", config.parallel.placement, PLACEMENTS)
+    choice("parallel.distributed", config.parallel.distributed, ("auto", "on", "off"))
+    choice("parallel.device_dataset", config.parallel.device_dataset, ("auto", "on", "off"))
     t = config.train
-    if t.effective_batch_size < 1 or t.microbatch_size < 1:
+    m = t.microbatch_size
+    if m != "auto" and not (isinstance(m, int) and not isinstance(m, bool)):
+        raise ValueError(f"config.train.microbatch_size = {m!r}; expected an integer or 'auto'")
+    if t.effective_batch_size < 1 or (m != "auto" and m < 1):
         raise ValueError("config.train.effective_batch_size and microbatch_size must be >= 1")
-    if t.effective_batch_size % t.microbatch_size:
+    if m != "auto" and t.effective_batch_size % m:
         raise ValueError(
-            f"config.train.microbatch_size = {t.microbatch_size} must divide "
+            f"config.train.microbatch_size = {m} must divide "
             f"effective_batch_size = {t.effective_batch_size}"
         )
     fractions = config.data.train_fraction + config.data.val_fraction

@@ -6,16 +6,21 @@ forward/backward on each, summing
 gradients and threading BatchNorm statistics (updated per microbatch, as PyTorch does) and the
 dropout RNG state; then one optimiser update. So the effective batch, the number of updates and
 the schedule are the same at every resolution; only ``A`` changes.
+
+Both steps run on a device mesh (:mod:`jcxr.train.parallel`): state replicated, every
+microbatch sharded over the devices, so one device and N devices compute the same update.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
 from jcxr.data.augment import Augmentation, augment, key_for, normalise
+from jcxr.train import parallel
 
 
 def bce_terms(logits, labels, positive_weight, negative_weight):
@@ -32,7 +37,8 @@ class Steps:
     """Compiled train/eval steps for one model at one resolution.
 
     State lives outside the model as pytrees: ``params``, ``others`` (BatchNorm statistics and
-    RNG state) and ``opt_state``; the train step donates all three.
+    RNG state) and ``opt_state``, replicated over ``mesh`` (default: the first local device);
+    the train step donates all three.
     """
 
     def __init__(
@@ -49,15 +55,18 @@ class Steps:
         tta_views: int = 0,
         freeze_batchnorm: bool = False,
         accumulate: str = "auto",
+        mesh: jax.sharding.Mesh | None = None,
     ):
+        self.mesh = mesh if mesh is not None else parallel.make_mesh(jax.local_devices()[:1])
         model.train()
         if freeze_batchnorm:
             model.set_attributes(use_running_average=True, raise_if_not_found=False)
-        self.train_graph, self.params, self.others = nnx.split(model, nnx.Param, ...)
+        self.train_graph, params, others = nnx.split(model, nnx.Param, ...)
         model.eval()
         self.eval_graph = nnx.split(model, nnx.Param, ...)[0]
         self.tx = tx
-        self.opt_state = tx.init(self.params)
+        self.params, self.others = parallel.replicate((params, others), self.mesh)
+        self.opt_state = parallel.replicate(tx.init(self.params), self.mesh)
         self.microbatches = microbatches
         self.augmentation = augmentation
         self.seed = seed
@@ -82,9 +91,8 @@ class Steps:
         return normalise(images, self.dtype)
 
     def _train_step(self, params, others, opt_state, pixels, labels, step):
-        a = self.microbatches
-        pixels = pixels.reshape(a, -1, *pixels.shape[1:])
-        labels = labels.reshape(a, -1)
+        """``pixels`` ``[A, M, R, R]`` uint8 and ``labels`` ``[A, M]``, sharded along M."""
+        a = pixels.shape[0]
         key = key_for(self.seed, step)
 
         def microbatch(carry, inputs):
@@ -132,14 +140,49 @@ class Steps:
         return probs / (self.tta_views + 1), logits
 
     def step(self, pixels, labels, step: int) -> dict:
-        """One optimiser update on an effective batch; returns device metrics (no sync)."""
+        """One optimiser update on an effective batch; returns device metrics (no sync).
+
+        ``pixels`` ``[E, R, R]`` uint8 and ``labels`` ``[E]``: this process's rows of the
+        effective batch (all of it on one host), as numpy arrays or device arrays.
+        """
+        a = self.microbatches
+        pixels = self._put(pixels.reshape(a, -1, *pixels.shape[1:]), axis=1)
+        labels = self._put(labels.reshape(a, -1), axis=1)
         self.params, self.others, self.opt_state, metrics = self.train_step(
             self.params, self.others, self.opt_state, pixels, labels, step
         )
         return metrics
 
-    def predict(self, pixels):
-        return self.eval_step(self.params, self.others, pixels)
+    def predict(self, pixels) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, logits) ``[B]`` for this process's ``B`` images, on the host."""
+        probs, logits = self.eval_step(self.params, self.others, self._put(pixels, axis=0))
+        return parallel.local_rows(probs), parallel.local_rows(logits)
+
+    def memory_bytes(self, microbatch_size: int, resolution: int, effective_batch_size: int) -> int:
+        """Peak bytes per device of the compiled train step at ``microbatch_size`` (global).
+
+        Compiles the step for those shapes (``lower().compile()``), never runs it, and reads
+        XLA's memory analysis: arguments + outputs + temporaries - donated (aliased) bytes.
+        """
+        a, m = effective_batch_size // microbatch_size, microbatch_size
+        shard = parallel.batch_sharding(self.mesh, axis=1)
+        pixels = jax.ShapeDtypeStruct((a, m, resolution, resolution), jnp.uint8, sharding=shard)
+        labels = jax.ShapeDtypeStruct((a, m), jnp.float32, sharding=shard)
+        compiled = self.train_step.lower(
+            self.params, self.others, self.opt_state, pixels, labels, 0
+        ).compile()
+        stats = compiled.memory_analysis()
+        return int(
+            stats.argument_size_in_bytes
+            + stats.output_size_in_bytes
+            + stats.temp_size_in_bytes
+            - stats.alias_size_in_bytes
+        )
+
+    def _put(self, x, axis: int):
+        if isinstance(x, jax.Array) and jax.process_count() == 1:
+            return jax.device_put(x, parallel.batch_sharding(self.mesh, axis))
+        return parallel.global_batch(np.asarray(x), self.mesh, axis)
 
     def model(self) -> nnx.Module:
         """The current model (eval mode), e.g. for saving or Grad-CAM."""

@@ -2,7 +2,8 @@
 
 Outputs in the workdir: ``results.json`` / ``results.csv`` (every cell), ``comparisons/`` (the
 DeLong result per label, arch and seed), ``figures/``, ``report.html`` and W&B runs.
-Finished cells (``cells/ID/result.json``) are never rerun.
+Finished cells (``cells/ID/result.json``) are never rerun. Cells are placed on the devices by
+:func:`run_cells`: small ones side by side, one per device; large ones data-parallel.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from jcxr._io import atomic_write_text
 from jcxr.data import load_table, phantom, shards
 from jcxr.data.table import DataError
 from jcxr.stats import delong
+from jcxr.train import parallel
 from jcxr.train.cell import Cell, label_data, train_cell
 from jcxr.train.config import validate
 from jcxr.train.tracking import Tracker
@@ -55,8 +60,11 @@ def prepare_data(config, workdir: Path, log) -> Path:
 
 def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> dict:
     validate(config)
+    parallel.initialize(config.parallel.distributed)
+    primary = parallel.is_primary()
     workdir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(workdir / "config.json", config.to_json(indent=2))
+    if primary:
+        atomic_write_text(workdir / "config.json", config.to_json(indent=2))
     log = tracker or Tracker(config, workdir, progress=config.logging.progress)
     shard_dir = prepare_data(config, workdir, log)
     cells, comparisons, detail = [], {}, []
@@ -67,20 +75,19 @@ def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> dict:
             f"{len(data.splits.get('test', []))} test images, positive weight "
             f"{data.positive_weight:.3f}"
         )
+        todo = [
+            Cell(label, resolution, arch, seed)
+            for arch in config.sweep.archs
+            for seed in config.sweep.seeds
+            for resolution in resolutions_for(config, arch)
+        ]
+        results = run_cells(config, todo, data, shard_dir, workdir, log)
         for arch in config.sweep.archs:
             for seed in config.sweep.seeds:
-                done = []
-                for resolution in resolutions_for(config, arch):
-                    cell = Cell(label, resolution, arch, seed)
-                    log.start_cell(cell, {"positive_weight": data.positive_weight})
-                    result = train_cell(config, cell, data, shard_dir, workdir, log)
-                    if result["status"] == "done":
-                        done.append(cell)
-                    else:
-                        log.info(f"{cell.id}: FAILED ({result['reason']}); the sweep continues")
-                    log.finish_cell(result)
-                    cells.append(result)
-                if len(done) >= 1:
+                mine = [c for c in todo if c.arch == arch and c.seed == seed]
+                cells += [results[c] for c in mine]
+                done = [c for c in mine if results[c]["status"] == "done"]
+                if done:
                     comparison = compare_resolutions(config, workdir, done)
                     detail.append(comparison)
                     if arch == config.sweep.archs[0] and seed == config.sweep.seeds[0]:
@@ -91,11 +98,61 @@ def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> dict:
         "comparisons": comparisons,
         "all_comparisons": detail,
     }
-    write_results(workdir, results)
-    from jcxr.report import build_report
+    if primary:
+        write_results(workdir, results)
+        from jcxr.report import build_report
 
-    report, figures = build_report(workdir)
-    log.summary_run(results, figures, report)
+        report, figures = build_report(workdir)
+        log.summary_run(results, figures, report)
+    return results
+
+
+def placement(config, cell: Cell, local_devices: int) -> str:
+    """ "per_device" or "data_parallel" for ``cell`` (see config.parallel.placement)."""
+    if jax.process_count() > 1 or local_devices == 1:
+        return "data_parallel"  # one device, or several processes: every cell uses them all
+    if config.parallel.placement != "auto":
+        return config.parallel.placement
+    return "per_device" if cell.resolution < config.parallel.per_device_below else "data_parallel"
+
+
+def run_cells(config, cells: list[Cell], data, shard_dir: Path, workdir: Path, log) -> dict:
+    """Train ``cells``: the per-device ones side by side (one worker thread per device, each
+    taking the next cell when it finishes one), then the data-parallel ones one after another
+    on every device. Returns {cell: result}; finished cells are read back, never rerun."""
+    local = jax.local_devices()
+    if config.parallel.devices:
+        local = local[: config.parallel.devices]
+    everywhere = parallel.make_mesh(local if jax.process_count() == 1 else None)
+    side = [c for c in cells if placement(config, c, len(local)) == "per_device"]
+    results = {}
+
+    def train(cell: Cell, mesh) -> dict:
+        log.start_cell(cell, {"positive_weight": data.positive_weight, "devices": mesh.size})
+        result = train_cell(config, cell, data, shard_dir, workdir, log, mesh=mesh)
+        if result["status"] != "done":
+            log.info(f"{cell.id}: FAILED ({result['reason']}); the sweep continues")
+        log.finish_cell(cell, result)
+        return result
+
+    if side:
+        queue = iter(side)
+        lock = threading.Lock()
+
+        def worker(device):
+            mesh = parallel.make_mesh([device])
+            while True:
+                with lock:
+                    cell = next(queue, None)
+                if cell is None:
+                    return
+                results[cell] = train(cell, mesh)
+
+        with ThreadPoolExecutor(len(local)) as pool:
+            list(pool.map(worker, local[: len(side)]))
+    for cell in cells:
+        if cell not in results:
+            results[cell] = train(cell, everywhere)
     return results
 
 

@@ -3,14 +3,19 @@
 One W&B run per cell (group = sweep name, job type = label, the full config), plus a summary run
 with the tables and figures. Mode ``offline`` writes runs under ``WORKDIR/wandb`` for a later
 ``wandb sync``; W&B failing (no network, bad key) is reported once and never stops training.
+Cells trained side by side (one per device, in threads) each have their own run. With several
+processes only process 0 logs.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 from pathlib import Path
+
+import jax
 
 
 class Tracker:
@@ -18,14 +23,19 @@ class Tracker:
         self.config = config
         self.workdir = workdir
         self.mode = os.environ.get("WANDB_MODE") or mode or config.logging.wandb
+        self.primary = jax.process_index() == 0
+        if not self.primary:
+            self.mode = "disabled"
         if self.mode == "online" and not _has_api_key():
             self.info("W&B: no API key found; logging offline (sync later with `wandb sync`)")
             self.mode = "offline"
-        self.show_progress = progress
-        self.run = None
+        self.show_progress = progress and self.primary
+        self.runs = {}  # cell id -> W&B run
+        self.lock = threading.Lock()
 
     def info(self, message: str) -> None:
-        print(message, flush=True)
+        if self.primary:
+            print(message, flush=True)
 
     def progress(self, iterable, desc: str, total: int, initial: int = 0):
         from tqdm import tqdm
@@ -56,24 +66,27 @@ class Tracker:
             import wandb
 
             config = {**self.config.to_dict(), "cell": {**cell.__dict__, **extra}}
-            return wandb.init(
-                project=self.config.logging.project,
-                group=self.config.name,
-                job_type=cell.label,
-                name=cell.id,
-                config=config,
-                dir=str(self.workdir),
-                mode=self.mode,
-                reinit="finish_previous",
-            )
+            with self.lock:
+                return wandb.init(
+                    project=self.config.logging.project,
+                    group=self.config.name,
+                    job_type=cell.label,
+                    name=cell.id,
+                    config=config,
+                    dir=str(self.workdir),
+                    mode=self.mode,
+                    reinit="create_new",
+                )
 
-        self.run = self._safely("init", start)
+        run = self._safely("init", start)
+        if run is not None:
+            self.runs[cell.id] = run
 
     def step(self, cell, step: int, metrics: dict) -> None:
-        if self.run is not None:
+        run = self.runs.get(cell.id)
+        if run is not None:
             self._safely(
-                "log",
-                lambda: self.run.log({f"train/{k}": v for k, v in metrics.items()}, step=step),
+                "log", lambda: run.log({f"train/{k}": v for k, v in metrics.items()}, step=step)
             )
 
     def epoch(self, cell, metrics: dict, step: int) -> None:
@@ -81,15 +94,16 @@ class Tracker:
             f"{cell.id} epoch {metrics['epoch']}: val loss {metrics['loss']:.4f} "
             f"AUC {metrics['auc']:.4f} acc {metrics['accuracy']:.3f}"
         )
-        if self.run is not None:
+        run = self.runs.get(cell.id)
+        if run is not None:
             self._safely(
-                "log", lambda: self.run.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
+                "log", lambda: run.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
             )
 
-    def finish_cell(self, result: dict) -> None:
-        if self.run is None:
+    def finish_cell(self, cell, result: dict) -> None:
+        run = self.runs.pop(cell.id, None)
+        if run is None:
             return
-        run, self.run = self.run, None
 
         def finish():
             if result.get("status") == "done":
@@ -101,7 +115,8 @@ class Tracker:
                     }
                 )
             run.summary["status"] = result.get("status")
-            run.finish()
+            with self.lock:
+                run.finish()
 
         self._safely("finish", finish)
 
@@ -117,7 +132,7 @@ class Tracker:
                 config=self.config.to_dict(),
                 dir=str(self.workdir),
                 mode=self.mode,
-                reinit="finish_previous",
+                reinit="create_new",
             )
             columns = ["label", "resolution", "arch", "seed", "status", "auc", "auc_se"]
             table = wandb.Table(columns=columns)
