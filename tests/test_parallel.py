@@ -6,6 +6,7 @@ which must be set before JAX starts, so they run in a fresh interpreter.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -270,3 +271,75 @@ def test_device_dataset_training_gives_identical_metrics(phantom_shards, tmp_pat
         config = tiny_config(phantom_shards, train__epochs=1, parallel__device_dataset=mode)
         runs.append(run_sweep(config, tmp_path / mode)["cells"][0])
     assert runs[0]["metrics"] == runs[1]["metrics"] and runs[0]["history"] == runs[1]["history"]
+
+
+# --------------------------------------------------------------------------- multi-process
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_together_on_disjoint_data(phantom_shards, tmp_path):
+    """jax.distributed on loopback: 2 CPU processes, one device each, one sweep."""
+    script = textwrap.dedent(TINY) + textwrap.dedent(f"""
+        import json, sys
+        from pathlib import Path
+        import jax
+        from jcxr._io import atomic_write_text
+        from jcxr.data.pipeline import Loader
+        from jcxr.train import cell, sweep
+
+        seen, writes = [], []
+        original_iter = Loader.__iter__
+        def recording_iter(self):
+            for batch in original_iter(self):
+                if self.train:
+                    seen.extend(batch["record"].tolist())
+                yield batch
+        Loader.__iter__ = recording_iter
+        def recording_write(path, text):
+            writes.append(str(path))
+            atomic_write_text(path, text)
+        cell.atomic_write_text = sweep.atomic_write_text = recording_write
+
+        config = tiny({str(phantom_shards)!r}, train__epochs=1)
+        results = sweep.run_sweep(config, Path({str(tmp_path / "work")!r}))
+        print(json.dumps({{"process": jax.process_index(), "processes": jax.process_count(),
+                          "devices": len(jax.devices()), "records": seen, "writes": writes,
+                          "cells": results["cells"]}}))
+    """)
+    port = free_port()
+
+    def launch(process_id: int):
+        env = {
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "JAX_NUM_PROCESSES": "2",
+            "JAX_PROCESS_ID": str(process_id),
+        }
+        command = [sys.executable, "-c", script]
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)  # fmt: skip
+
+    procs = [launch(0), launch(1)]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, stderr) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, stderr[-3000:]
+    first, second = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
+    assert (first["process"], second["process"]) == (0, 1)
+    assert first["processes"] == 2 and first["devices"] == 2  # one global mesh of 2 devices
+    # each process read its own half of every batch: disjoint, together the whole epoch
+    a, b = set(first["records"]), set(second["records"])
+    assert a and b and not a & b and len(a) == len(b)
+    (result,) = first["cells"]
+    assert result["status"] == "done" and len(result["devices"]) == 2
+    assert len(a | b) == result["steps"] * 16  # effective batch 16 = 8 + 8 per step
+    # one set of results, written by process 0 only
+    assert second["writes"] == [] and any(w.endswith("results.json") for w in first["writes"])
+    saved = json.loads((tmp_path / "work" / "results.json").read_text())
+    assert saved["cells"][0]["metrics"] == result["metrics"]
+    assert second["cells"][0]["metrics"] == result["metrics"]  # both evaluated every image

@@ -14,9 +14,12 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-IMAGENET_MEAN = jnp.array([0.485, 0.456, 0.406], jnp.float32)
-IMAGENET_STD = jnp.array([0.229, 0.224, 0.225], jnp.float32)
+# numpy, not jnp: creating a device array at import would start the XLA backend before
+# jax.distributed.initialize can run.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

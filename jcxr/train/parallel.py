@@ -70,7 +70,19 @@ def batch_sharding(mesh: Mesh, axis: int = 0) -> NamedSharding:
 
 
 def replicate(tree, mesh: Mesh):
-    return jax.device_put(tree, replicated(mesh))
+    """The same value on every device of ``mesh``; with several processes each process passes
+    its own (identical) copy, e.g. a model initialised from the same seed."""
+    sharding = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def put(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(put(jax.random.key_data(x)))
+        x = np.asarray(x)
+        return jax.make_array_from_process_local_data(sharding, x, x.shape)
+
+    return jax.tree.map(put, tree)
 
 
 def global_batch(local: np.ndarray, mesh: Mesh, axis: int = 0) -> jax.Array:

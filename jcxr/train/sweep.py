@@ -87,7 +87,7 @@ def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> dict:
                 mine = [c for c in todo if c.arch == arch and c.seed == seed]
                 cells += [results[c] for c in mine]
                 done = [c for c in mine if results[c]["status"] == "done"]
-                if done:
+                if done and primary:  # predictions are on process 0's disk
                     comparison = compare_resolutions(config, workdir, done)
                     detail.append(comparison)
                     if arch == config.sweep.archs[0] and seed == config.sweep.seeds[0]:
