@@ -339,3 +339,30 @@ def test_unknown_architecture_and_bad_options():
         models.create("resnet18", remat=True)
     with pytest.raises(ValueError, match="unknown format"):
         models.create("resnet18", pretrained=__file__)
+
+
+@pytest.mark.parametrize("size,kernel,stride,pad", [(2, 3, 1, 1), (4, 3, 2, 1), (3, 3, 1, 0),
+                                                    (4, 5, 1, 2), (4, 3, 1, 1)])  # fmt: skip
+def test_small_map_convolution_on_cpu_equals_xla_convolution(size, kernel, stride, pad):
+    """The im2col path (CPU, maps <= 4 px) against lax.conv_general_dilated, values and grads."""
+    from jcxr.models.layers import conv_general_dilated
+
+    rng = np.random.default_rng(size * kernel + stride)
+    x = jnp.asarray(rng.normal(size=(3, size, size, 8)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, 8, 5)), jnp.float32)
+    args = ((stride, stride), ((pad, pad), (pad, pad)))
+    dims = ("NHWC", "HWIO", "NHWC")
+
+    def ours(x, w):
+        return conv_general_dilated(x, w, *args, dimension_numbers=dims)
+
+    def xla(x, w):
+        return jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=dims)
+
+    assert "conv_general_dilated" not in str(jax.make_jaxpr(ours)(x, w))  # im2col taken
+    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(lambda *p, f=f: f(*p).sum() ** 2, (0, 1))(x, w) for f in (ours, xla)]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    big = jnp.zeros((1, 8, 8, 8), jnp.float32)
+    assert "conv_general_dilated" in str(jax.make_jaxpr(ours)(big, w))  # larger maps: XLA's

@@ -10,22 +10,16 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jcxr.data import nih, phantom, shards
+from .helpers import tiny_config
+
+REPO = Path(__file__).parent.parent
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def phantom_shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("phantoms")
-    phantom.generate(root, 240, seed=2, workers=1)
-    out = tmp_path_factory.mktemp("shards")
-    shards.prepare(nih.read_metadata(root), root, out, [32, 48], workers=1, progress=False)
-    return out
 
 
 def run_python(code: str, *, devices: int = 1, env: dict | None = None, timeout=900) -> dict:
@@ -34,6 +28,7 @@ def run_python(code: str, *, devices: int = 1, env: dict | None = None, timeout=
         **os.environ,
         "JAX_PLATFORMS": "cpu",
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         **(env or {}),
     }
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environment,
@@ -42,33 +37,8 @@ def run_python(code: str, *, devices: int = 1, env: dict | None = None, timeout=
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-TINY = """
-    from jcxr.train.config import defaults
-    def tiny(shards, **changes):
-        c = defaults()
-        c.name = "tiny"
-        c.data.shards = shards
-        c.sweep.labels = ("Mass",)
-        c.sweep.resolutions = (32,)
-        c.sweep.archs = ("resnet_tiny",)
-        c.train.epochs = 2
-        c.train.effective_batch_size = 16
-        c.train.microbatch_size = 8
-        c.train.log_every = 2
-        c.eval.batch_size = 64
-        c.logging.wandb = "disabled"
-        c.logging.progress = False
-        for key, value in changes.items():
-            section, field = key.split("__")
-            c[section][field] = value
-        return c
-"""
-
-
-def tiny_config(shards, **changes):
-    namespace = {}
-    exec(textwrap.dedent(TINY), namespace)
-    return namespace["tiny"](str(shards), **changes)
+# the scripts import the shared helpers from the repository root
+TINY = "from tests.helpers import tiny_config as tiny\n"
 
 
 def test_data_parallel_step_equals_the_single_device_step():
@@ -126,7 +96,7 @@ def test_data_parallel_step_equals_the_single_device_step():
 
 def test_data_parallel_and_per_device_sweeps_reach_the_same_metrics(phantom_shards, tmp_path):
     out = run_python(
-        textwrap.dedent(TINY)
+        TINY
         + textwrap.dedent(f"""
         import json
         from pathlib import Path
@@ -214,7 +184,7 @@ def test_auto_microbatch_is_the_largest_that_fits_and_is_cached(tmp_path):
 
 def test_auto_microbatch_in_a_sweep(phantom_shards, tmp_path):
     out = run_python(
-        textwrap.dedent(TINY)
+        TINY
         + textwrap.dedent(f"""
         import json
         from pathlib import Path
@@ -284,7 +254,7 @@ def free_port() -> int:
 
 def test_two_processes_train_together_on_disjoint_data(phantom_shards, tmp_path):
     """jax.distributed on loopback: 2 CPU processes, one device each, one sweep."""
-    script = textwrap.dedent(TINY) + textwrap.dedent(f"""
+    script = TINY + textwrap.dedent(f"""
         import json, sys
         from pathlib import Path
         import jax
@@ -320,6 +290,7 @@ def test_two_processes_train_together_on_disjoint_data(phantom_shards, tmp_path)
             "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
             "JAX_NUM_PROCESSES": "2",
             "JAX_PROCESS_ID": str(process_id),
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         }
         command = [sys.executable, "-c", script]
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -23,37 +23,9 @@ from jcxr.train.metrics import binary_metrics
 from jcxr.train.step import Steps
 from jcxr.train.sweep import run_sweep
 
+from .helpers import tiny_config
+
 REPO = Path(__file__).parent.parent
-
-
-@pytest.fixture(scope="module")
-def phantom_shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("phantoms")
-    phantom.generate(root, 240, seed=2, workers=1)
-    out = tmp_path_factory.mktemp("shards")
-    shards.prepare(nih.read_metadata(root), root, out, [32, 48], workers=1, progress=False)
-    return out
-
-
-def tiny_config(shard_dir, **changes):
-    c = defaults()
-    c.name = "tiny"
-    c.data.shards = str(shard_dir)
-    c.sweep.labels = ("Mass",)
-    c.sweep.resolutions = (32,)
-    c.sweep.archs = ("resnet_tiny",)
-    c.train.epochs = 2
-    c.train.effective_batch_size = 16
-    c.train.microbatch_size = 8
-    c.train.log_every = 2
-    c.train.checkpoint_every = 3
-    c.eval.batch_size = 64
-    c.logging.wandb = "disabled"
-    c.logging.progress = False
-    for key, value in changes.items():
-        section, field = key.split("__")
-        c[section][field] = value
-    return c
 
 
 # --------------------------------------------------------------------------- the step

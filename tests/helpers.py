@@ -1,0 +1,28 @@
+"""Shared by the test modules and by the scripts they run in fresh interpreters."""
+
+from jcxr.train.config import defaults
+
+
+def tiny_config(shard_dir, **changes):
+    """A one-cell sweep (Mass, 32 px, resnet_tiny, 2 epochs) small enough for CPU tests.
+
+    ``changes``: ``section__field=value``, e.g. ``train__epochs=1``.
+    """
+    c = defaults()
+    c.name = "tiny"
+    c.data.shards = str(shard_dir)
+    c.sweep.labels = ("Mass",)
+    c.sweep.resolutions = (32,)
+    c.sweep.archs = ("resnet_tiny",)
+    c.train.epochs = 2
+    c.train.effective_batch_size = 16
+    c.train.microbatch_size = 8
+    c.train.log_every = 2
+    c.train.checkpoint_every = 3
+    c.eval.batch_size = 64
+    c.logging.wandb = "disabled"
+    c.logging.progress = False
+    for key, value in changes.items():
+        section, field = key.split("__")
+        c[section][field] = value
+    return c
