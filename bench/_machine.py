@@ -1,6 +1,7 @@
 """Machine description printed at the top of every benchmark, for docs/benchmarks.md."""
 
 import datetime
+import json
 import os
 import platform
 
@@ -19,3 +20,10 @@ def describe() -> str:
         f"{datetime.date.today().isoformat()} | {cpu} | {os.cpu_count()} cores | "
         f"Python {platform.python_version()}"
     )
+
+
+def append_jsonl(path, row: dict) -> None:
+    """One benchmark row per line, for joining runs (bench/torch_reference.py --compare)."""
+    if path:
+        with open(path, "a") as handle:
+            handle.write(json.dumps(row) + "\n")

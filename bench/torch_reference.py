@@ -27,7 +27,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import describe
+from _machine import append_jsonl, describe
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -177,9 +177,7 @@ def main():
                 f"{row['images_per_s']:,.1f} | {peak} |",
                 flush=True,
             )
-            if args.json:
-                with args.json.open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
+            append_jsonl(args.json, row)
     if jcxr_rows:
         print()
         print(compare(jcxr_rows, rows))

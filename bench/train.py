@@ -20,7 +20,6 @@ Prints a markdown table; ``--json`` appends one JSON object per cell (read by
 """
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ import optax
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _machine import describe
+from _machine import append_jsonl, describe
 
 from jcxr import models
 from jcxr.data.augment import Augmentation
@@ -200,9 +199,7 @@ def main():
                     f"{row['memory_estimate_mib']:,.0f} | {peak} | {fed} | {idle} |",
                     flush=True,
                 )
-                if args.json:
-                    with args.json.open("a") as handle:
-                        handle.write(json.dumps(row) + "\n")
+                append_jsonl(args.json, row)
 
 
 if __name__ == "__main__":
