@@ -3,7 +3,8 @@
 Nodule (8-12 px at the native 512 px: sub-pixel at 32 px) against Mass (48-72 px: visible at
 every size), each at three resolutions, with a small ResNet. The expected result: Nodule AUC
 rises with resolution, the lowest-vs-highest difference significant by DeLong's test, while
-Mass is already detected at the lowest resolution.
+Mass is already detected at the lowest resolution. Measured so far (docs/benchmarks.md): Mass
+does; the Nodule effect is not yet robust at this training budget (it flips between runs).
 """
 
 from jcxr.train.config import defaults
