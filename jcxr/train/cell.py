@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -168,36 +169,42 @@ def _restored(tree, like):
 
 
 class Checkpoints:
+    """Orbax ``latest`` / ``best`` checkpoints of one cell (model, optimiser, RNG, loader, meta).
+
+    Cells trained side by side share one process; orbax's save and finalise machinery is not
+    safe to run for several managers at once (a clean CI run lost a manager's temporary
+    directory to another's), so every orbax operation in the process holds one lock and a
+    save completes before the lock is released.
+    """
+
+    _lock = threading.Lock()
+
     def __init__(self, directory: Path, name: str):
-        self.manager = ocp.CheckpointManager(
-            (directory / name).absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
-        )
+        with self._lock:
+            self.manager = ocp.CheckpointManager(
+                (directory / name).absolute(),
+                options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+            )
 
     def save(self, step: int, steps: Steps, meta: dict) -> None:
         state = {"params": steps.params, "others": steps.others, "opt_state": steps.opt_state}
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_savable(state)), meta=ocp.args.JsonSave(meta)
-            ),
-            force=True,
-        )
+        with self._lock:
+            self.manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(_savable(state)), meta=ocp.args.JsonSave(meta)
+                ),
+                force=True,
+            )
+            self.manager.wait_until_finished()
 
     def restore(self, steps: Steps) -> dict | None:
         latest = self.manager.latest_step()
         if latest is None:
             return None
         like = {"params": steps.params, "others": steps.others, "opt_state": steps.opt_state}
-        restored = self.manager.restore(
-            latest,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(
-                    jax.tree.map(ocp.utils.to_shape_dtype_struct, _savable(like))
-                ),
-                meta=ocp.args.JsonRestore(),
-            ),
-        )
+        with self._lock:
+            restored = self._restore(latest, like)
         state = _restored(restored["state"], like)
         steps.params, steps.others, steps.opt_state = (
             state["params"],
@@ -206,9 +213,21 @@ class Checkpoints:
         )
         return restored["meta"]
 
+    def _restore(self, latest: int, like: dict) -> dict:
+        return self.manager.restore(
+            latest,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(
+                    jax.tree.map(ocp.utils.to_shape_dtype_struct, _savable(like))
+                ),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
+
     def close(self):
-        self.manager.wait_until_finished()
-        self.manager.close()
+        with self._lock:
+            self.manager.wait_until_finished()
+            self.manager.close()
 
 
 def evaluate(steps: Steps, loader: Loader, studies: np.ndarray | None = None) -> tuple[dict, dict]:
