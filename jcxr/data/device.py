@@ -65,14 +65,14 @@ class DeviceDataset:
         self.loader.set_state(state)
 
     def __iter__(self):
+        """The Loader's batches from its current state, ``pixels`` gathered on the device."""
         loader = self.loader
-        epoch, start = loader.state["epoch"], loader.state["batch"]
-        order = loader.epoch_order(epoch).reshape(-1, loader.batch_size)[start:]
-        for records in order:
-            mask = records >= 0
-            rows = np.searchsorted(loader.records, np.maximum(records, 0))
-            pixels = self._gather(self.pixels, jax.device_put(rows.astype(np.int32), self.device))
-            label = np.where(mask, loader.labels[np.maximum(records, 0)], 0.0).astype(np.float32)
-            loader.state = {"epoch": epoch, "batch": loader.state["batch"] + 1}
-            yield {"pixels": pixels, "label": label, "mask": mask, "record": records}
-        loader.state = {"epoch": epoch + 1, "batch": 0}
+        epoch = loader.state["epoch"]
+
+        def batches():
+            for records in loader.batch_records(epoch, loader.state["batch"]):
+                rows = np.searchsorted(loader.records, np.maximum(records, 0)).astype(np.int32)
+                pixels = self._gather(self.pixels, jax.device_put(rows, self.device))
+                yield {"pixels": pixels, **loader.targets(records)}
+
+        return loader.tracked(epoch, batches())

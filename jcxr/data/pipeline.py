@@ -75,19 +75,27 @@ class Loader:
         out[: len(mine)] = mine
         return out
 
+    def batch_records(self, epoch: int, start_batch: int = 0) -> np.ndarray:
+        """``[batches, B]`` records of ``epoch`` from ``start_batch`` on (-1 = padding)."""
+        return self.epoch_order(epoch).reshape(-1, self.batch_size)[start_batch:]
+
+    def targets(self, records: np.ndarray) -> dict:
+        """The non-pixel fields of a batch: ``label``, ``mask`` and ``record``."""
+        mask = records >= 0
+        label = np.where(mask, self.labels[np.maximum(records, 0)], 0.0).astype(np.float32)
+        return {"label": label, "mask": mask, "record": records}
+
     def _dataset(self, epoch: int, start_batch: int):
-        order = self.epoch_order(epoch).reshape(-1, self.batch_size)[start_batch:]
-        resolution, source, labels = self.resolution, self._source, self.labels
+        resolution, source = self.resolution, self._source
         blank = np.zeros((resolution, resolution), np.uint8)
 
         def load_batch(records):
             pixels = np.stack(
                 [decode_pixels(source[int(r)], resolution) if r >= 0 else blank for r in records]
             )
-            mask = records >= 0
-            label = np.where(mask, labels[np.maximum(records, 0)], 0.0).astype(np.float32)
-            return {"pixels": pixels, "label": label, "mask": mask, "record": records}
+            return {"pixels": pixels, **self.targets(records)}
 
+        order = self.batch_records(epoch, start_batch)
         dataset = grain.MapDataset.source(list(order)).map(load_batch)
         options = grain.ReadOptions(
             num_threads=self.read_threads, prefetch_buffer_size=self.prefetch
@@ -96,8 +104,12 @@ class Loader:
 
     def __iter__(self):
         """Batches from the current state to the end of that epoch; advances the state."""
-        epoch, start = self.state["epoch"], self.state["batch"]
-        for batch in self._dataset(epoch, start):
+        epoch = self.state["epoch"]
+        return self.tracked(epoch, self._dataset(epoch, self.state["batch"]))
+
+    def tracked(self, epoch: int, batches):
+        """``batches`` of ``epoch``, advancing ``state`` past each one as it is yielded."""
+        for batch in batches:
             self.state = {"epoch": epoch, "batch": self.state["batch"] + 1}
             yield batch
         self.state = {"epoch": epoch + 1, "batch": 0}

@@ -97,12 +97,11 @@ def label_data(config, shards: Path, label: str) -> LabelData:
             )
         test = np.flatnonzero(labelled & (table.official_split == "test"))
         pool = np.flatnonzero(labelled & (table.official_split == "train"))
-        fractions = {"train": d.train_fraction, "val": d.val_fraction}
     else:
         pool = np.flatnonzero(labelled)
-        fractions = {"train": d.train_fraction, "val": d.val_fraction}
-        if 1.0 - d.train_fraction - d.val_fraction > 1e-9:
-            fractions["test"] = 1.0 - d.train_fraction - d.val_fraction
+    fractions = {"train": d.train_fraction, "val": d.val_fraction}
+    if test is None and 1.0 - d.train_fraction - d.val_fraction > 1e-9:
+        fractions["test"] = 1.0 - d.train_fraction - d.val_fraction
     if d.subsample_size:
         sub = splits.positive_enriched_subsample(
             table.subset(pool), label, size=d.subsample_size, seed=d.split_seed
@@ -204,7 +203,15 @@ class Checkpoints:
             return None
         like = {"params": steps.params, "others": steps.others, "opt_state": steps.opt_state}
         with self._lock:
-            restored = self._restore(latest, like)
+            restored = self.manager.restore(
+                latest,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(
+                        jax.tree.map(ocp.utils.to_shape_dtype_struct, _savable(like))
+                    ),
+                    meta=ocp.args.JsonRestore(),
+                ),
+            )
         state = _restored(restored["state"], like)
         steps.params, steps.others, steps.opt_state = (
             state["params"],
@@ -212,17 +219,6 @@ class Checkpoints:
             state["opt_state"],
         )
         return restored["meta"]
-
-    def _restore(self, latest: int, like: dict) -> dict:
-        return self.manager.restore(
-            latest,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(
-                    jax.tree.map(ocp.utils.to_shape_dtype_struct, _savable(like))
-                ),
-                meta=ocp.args.JsonRestore(),
-            ),
-        )
 
     def close(self):
         with self._lock:
@@ -281,10 +277,7 @@ def build_steps(config, cell: Cell, data: LabelData, tx, mesh=None, log=print) -
     (default: the first local device), with the config's microbatch size or, for "auto", the
     largest that fits in device memory (:mod:`jcxr.train.memory`)."""
     t = config.train
-    mesh = mesh if mesh is not None else parallel.make_mesh(jax.local_devices()[:1])
     auto = t.microbatch_size == "auto"
-    if not auto:
-        parallel.check_divisible("config.train.microbatch_size", t.microbatch_size, mesh)
     dtype = jnp.bfloat16 if config.model.dtype == "bfloat16" else jnp.float32
     model = models.create(
         cell.arch,
@@ -318,7 +311,9 @@ def build_steps(config, cell: Cell, data: LabelData, tx, mesh=None, log=print) -
         tta_views=config.eval.tta_views,
         mesh=mesh,
     )
-    if auto:
+    if not auto:
+        parallel.check_divisible("config.train.microbatch_size", t.microbatch_size, steps.mesh)
+    else:
         m = config.model
         size = memory.choose_microbatch(
             steps,
@@ -326,7 +321,7 @@ def build_steps(config, cell: Cell, data: LabelData, tx, mesh=None, log=print) -
             effective_batch_size=t.effective_batch_size,
             resolution=cell.resolution,
             budget_bytes=memory.device_budget(
-                mesh.devices.flat[0], config.parallel.memory_fraction
+                steps.mesh.devices.flat[0], config.parallel.memory_fraction
             ),
             log=log,
         )
@@ -377,7 +372,7 @@ def train_cell(
         for name, rows in data.splits.items()
         if name != "train"
     }
-    mesh = mesh if mesh is not None else parallel.make_mesh(jax.local_devices()[:1])
+    mesh = mesh if mesh is not None else parallel.first_device_mesh()
     train_loader, eval_loaders = _on_device(config, mesh, train_loader, eval_loaders, log)
     steps_per_epoch = train_loader.batches_per_epoch
     tx = make_optimizer(config.optim, steps_per_epoch, t.epochs)

@@ -60,6 +60,11 @@ def make_mesh(devices=None) -> Mesh:
     return Mesh(np.array(devices), (AXIS,))
 
 
+def first_device_mesh() -> Mesh:
+    """The mesh a cell uses when none is given: this process's first device."""
+    return make_mesh(jax.local_devices()[:1])
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 

@@ -57,7 +57,7 @@ class Steps:
         accumulate: str = "auto",
         mesh: jax.sharding.Mesh | None = None,
     ):
-        self.mesh = mesh if mesh is not None else parallel.make_mesh(jax.local_devices()[:1])
+        self.mesh = mesh if mesh is not None else parallel.first_device_mesh()
         model.train()
         if freeze_batchnorm:
             model.set_attributes(use_running_average=True, raise_if_not_found=False)
