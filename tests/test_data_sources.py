@@ -308,3 +308,41 @@ def test_phantoms_are_deterministic_and_in_the_nih_layout(tmp_path):
     for patient in np.unique(table.patient_ids):
         rows = table.patient_ids == patient
         assert len(np.unique(table.label("Cardiomegaly")[rows])) == 1
+
+
+def _spot_score(grey: np.ndarray, resolution: int) -> float:
+    """A hand-made nodule detector: the brightest small spot (image minus its local mean)."""
+    from scipy import ndimage
+
+    from jcxr.data.shards import resize
+
+    image = resize(grey, resolution, "bilinear").astype(np.float32)
+    spots = image - ndimage.gaussian_filter(image, 1.5 * resolution / 128)
+    return float(np.sort(spots.ravel())[-3:].mean())
+
+
+def test_phantom_nodules_are_told_from_vessels_only_above_32_px():
+    """The phantoms' design: at 32 px a nodule is a one-pixel spot like any vessel, from 64 px
+    up it is the brightest small spot in the image (drawing version 1 failed at 64 px: 0.64)."""
+    from sklearn.metrics import roc_auc_score
+
+    none = dict.fromkeys(phantom.FINDINGS, False)
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 2 == 1
+    images = [
+        phantom.render(dict(none, Nodule=bool(y)), *map(int, rng.integers(2**31, size=2)))
+        for y in labels
+    ]
+    auc = {r: roc_auc_score(labels, [_spot_score(im, r) for im in images]) for r in (32, 64, 128)}
+    assert auc[32] < 0.75 and auc[64] > 0.85 and auc[128] > 0.95, auc
+
+
+def test_phantoms_regenerate_when_the_drawing_changes(tmp_path, monkeypatch):
+    csv_path = phantom.generate(tmp_path, 6, seed=1, workers=1)
+    first = (tmp_path / "images" / "00000001_000.png").stat().st_mtime_ns
+    phantom.generate(tmp_path, 6, seed=1, workers=1)  # cached: nothing rewritten
+    assert (tmp_path / "images" / "00000001_000.png").stat().st_mtime_ns == first
+    monkeypatch.setattr(phantom, "VERSION", phantom.VERSION + 1)
+    assert phantom.generate(tmp_path, 6, seed=1, workers=1) == csv_path
+    assert (tmp_path / "images" / "00000001_000.png").stat().st_mtime_ns != first
+    assert json.loads((tmp_path / ".phantom.json").read_text())["version"] == phantom.VERSION

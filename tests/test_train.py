@@ -177,6 +177,57 @@ def test_missing_shards_say_how_to_prepare(tmp_path):
         run_sweep(config, tmp_path / "work")
 
 
+def test_own_phantom_shards_are_remade_when_the_phantoms_change(tmp_path, monkeypatch):
+    from jcxr.train.sweep import prepare_data
+
+    config = tiny_config("", data__prepare_if_missing=True, data__phantom_images=12)
+    log = type("Log", (), {"info": staticmethod(lambda message: None)})()
+    out = prepare_data(config, tmp_path, log)
+    assert out == tmp_path / "shards"
+    shard_32 = out / shards.read_manifest(out)["shards"]["32"][0]["file"]
+    first = shard_32.stat().st_mtime_ns
+    made = json.loads(shards.read_manifest(out)["phantoms"])
+    assert made == {"num_images": 12, "seed": 0, "native": 512, "version": phantom.VERSION}
+    config.sweep.resolutions = (32, 40)  # the same phantoms: only 40 px is added
+    prepare_data(config, tmp_path, log)
+    assert shards.read_manifest(out)["resolutions"] == [32, 40]
+    assert shard_32.stat().st_mtime_ns == first  # not rewritten
+    config.sweep.resolutions = (40,)  # nothing to do, and 32 px stays listed
+    prepare_data(config, tmp_path, log)
+    assert shards.read_manifest(out)["resolutions"] == [32, 40]
+
+    monkeypatch.setattr(phantom, "VERSION", phantom.VERSION + 1)  # the drawing changed
+    shard_40 = out / shards.read_manifest(out)["shards"]["40"][0]["file"]
+    stale = shard_40.stat().st_mtime_ns
+    prepare_data(config, tmp_path, log)
+    manifest = shards.read_manifest(out)
+    assert json.loads(manifest["phantoms"])["version"] == phantom.VERSION
+    assert manifest["resolutions"] == [40] and not (out / "res32").exists()
+    assert shard_40.stat().st_mtime_ns != stale  # remade (from the redrawn phantoms)
+
+    # Shards named by config.data.shards are used as they are, whatever made them.
+    monkeypatch.setattr(phantom, "VERSION", phantom.VERSION + 1)
+    config.data.shards = str(out)
+    remade = shard_40.stat().st_mtime_ns
+    assert prepare_data(config, tmp_path, log) == out
+    assert shard_40.stat().st_mtime_ns == remade
+
+
+def test_foreign_shards_in_the_workdir_are_never_removed(tmp_path):
+    from jcxr.train.sweep import prepare_data
+
+    other = tmp_path / "other"
+    phantom.generate(other, 8, seed=5, workers=1)
+    shards.prepare(nih.read_metadata(other), other, tmp_path / "shards", [32], workers=1,
+                   progress=False)  # fmt: skip
+    config = tiny_config("", data__prepare_if_missing=True, data__phantom_images=12)
+    config.sweep.resolutions = (40,)
+    log = type("Log", (), {"info": staticmethod(lambda message: None)})()
+    with pytest.raises(ValueError, match="holds shards this sweep did not make"):
+        prepare_data(config, tmp_path, log)
+    assert shards.read_manifest(tmp_path / "shards")["images"] == 8
+
+
 # --------------------------------------------------------------------------- runs
 
 

@@ -12,10 +12,13 @@ detectability depends on resolution by construction (sizes at the native 512 px;
 | Cardiomegaly | heart width / thorax width 0.55-0.65        | (normal 0.38-0.48) | ~3 px wider |
 | Effusion     | fluid level filling the base of one lung    | 15-30% of its height | 2-4 px    |
 
-Every lung also holds 20-30 soft "vessel" blobs (Gaussian, sigma 5-8 px, +0.08-0.12). At 32 px a
-nodule's contrast is diluted into one pixel (partial volume) and looks like these blobs; from
-64 px up it stays a small, sharp, bright spot. At 0.7 mm per native pixel (a 36 cm field),
-nodules are 6-8 mm and masses 3.4-5 cm.
+Every lung also holds 20-30 faint, broad "vessel" blobs (Gaussian, sigma 10-14 px, +0.02-0.04)
+whose integrated density equals a nodule's. At 32 px both shrink below a pixel (partial volume)
+and become the same kind of one-pixel spot, so only resolution separates them: from 64 px up a
+nodule is a small, sharp spot ten times brighter than any vessel. (Version 1 drew vessels as
+sharper, brighter blobs, sigma 5-8 px at +0.08-0.12; a small CNN then failed to learn nodules
+even at 128 px within the demo's budget.) At 0.7 mm per native pixel (a 36 cm field), nodules
+are 6-8 mm and masses 3.4-5 cm.
 Cardiomegaly and nodules/masses are patient traits that persist across a patient's 1-2
 images (as on NIH, where an image-level split leaks); effusion is drawn per image.
 Everything is deterministic from the seed.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -35,6 +39,7 @@ from PIL import Image
 from jcxr._io import atomic_write_bytes, atomic_write_text
 
 NATIVE = 512
+VERSION = 2  # of the drawing: a change here regenerates cached phantoms and their shards
 # Workers are spawned, never forked: a fork of a process that has started JAX can deadlock.
 _SPAWN = multiprocessing.get_context("spawn")
 FINDINGS = ("Nodule", "Mass", "Cardiomegaly", "Effusion")
@@ -123,11 +128,11 @@ def render(findings: dict[str, bool], patient_seed: int, image_seed: int) -> np.
         dome = ellipse(cx, lung_top + 2 * lung_h + 0.08, thorax * 0.5, 0.1)
         img[dome & ~heart] = 0.5
 
-    # Vessel markings: soft blobs that a diluted nodule resembles at low resolution.
+    # Vessel markings: faint broad blobs that a diluted nodule resembles at low resolution.
     for _, lung in lungs:
         ys, xs = np.nonzero(lung[::8, ::8])
         for k in irng.choice(ys.size, int(irng.integers(20, 31)), replace=False):
-            _blob(img, ys[k] * 8, xs[k] * 8, irng.uniform(5, 8), irng.uniform(0.08, 0.12))
+            _blob(img, ys[k] * 8, xs[k] * 8, irng.uniform(10, 14), irng.uniform(0.02, 0.04))
 
     # Persistent lesions inside the lungs.
     def lesion(diameter_px, contrast):
@@ -182,8 +187,7 @@ def generate(root: str | Path, num_images: int = 2000, *, seed: int = 0, workers
     root = Path(root)
     csv_path = root / CSV_NAME
     stamp = root / ".phantom.json"
-    signature = f'{{"num_images": {num_images}, "seed": {seed}, "native": {NATIVE}}}'
-    if csv_path.is_file() and stamp.is_file() and stamp.read_text() == signature:
+    if csv_path.is_file() and stamp.is_file() and stamp.read_text() == signature(num_images, seed):
         return csv_path
     images = _patients(num_images, seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -218,5 +222,13 @@ def generate(root: str | Path, num_images: int = 2000, *, seed: int = 0, workers
             ]
         )
     atomic_write_text(csv_path, out.getvalue())
-    atomic_write_text(stamp, signature)
+    atomic_write_text(stamp, signature(num_images, seed))
     return csv_path
+
+
+def signature(num_images: int, seed: int) -> str:
+    """What identifies a set of phantoms: same signature, same pixels."""
+    return json.dumps(
+        {"num_images": num_images, "seed": seed, "native": NATIVE, "version": VERSION},
+        sort_keys=True,
+    )

@@ -140,8 +140,11 @@ def prepare(
     records_per_shard: int = RECORDS_PER_SHARD,
     compression: str = "uncompressed",
     progress: bool = True,
+    provenance: dict | None = None,
 ) -> dict:
     """Write every image of ``table`` at every resolution; returns the manifest.
+
+    ``provenance`` is copied into the manifest (e.g. which phantoms the images are).
 
     Resumable: shards already written (complete files, renamed into place) are not redone.
     With ``skip_bad`` an unreadable image is left out and listed in the manifest; otherwise it
@@ -207,6 +210,7 @@ def prepare(
     kept = np.array([i for i in range(len(table)) if i not in bad_rows], dtype=np.int64)
     manifest = _manifest(table, out, resolutions, n_shards, kept, method, square, skipped)
     manifest["compression"] = compression
+    manifest.update(provenance or {})
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,10 +34,17 @@ def prepare_data(config, workdir: Path, log) -> Path:
     d = config.data
     out = Path(d.shards) if d.shards else workdir / "shards"
     wanted = sorted(set(config.sweep.resolutions))
+    # Shards the sweep makes for itself from phantoms must be of the phantoms it would make now
+    # (count, seed, drawing version); shards named by config.data.shards are used as they are.
+    own = d.source == "phantom" and d.prepare_if_missing and not d.shards
+    made_from = phantom.signature(d.phantom_images, d.phantom_seed) if own else None
     if (out / shards.MANIFEST).is_file():
-        have = shards.read_manifest(out)["resolutions"]
-        if set(wanted) <= set(have):
+        manifest = shards.read_manifest(out)
+        current = not own or manifest.get("phantoms") == made_from
+        if current and set(wanted) <= set(manifest["resolutions"]):
             return out
+        if current:  # adding resolutions keeps the ones there
+            wanted = sorted(set(wanted) | set(manifest["resolutions"]))
     if d.source == "padchest":
         raise DataError(
             "config.data.source = 'padchest': jcxr has no PadChest/OpenI source yet; "
@@ -53,9 +61,45 @@ def prepare_data(config, workdir: Path, log) -> Path:
         log.info(f"phantoms: {d.phantom_images} images in {root}")
         phantom.generate(root, d.phantom_images, seed=d.phantom_seed)
     table = load_table(d.source, root)
+    if own:
+        _discard_stale_phantom_shards(out, made_from, table.csv_sha256, log)
     log.info(f"shards: {len(table)} images at {wanted} px -> {out}")
-    shards.prepare(table, root, out, wanted, method=d.resize, progress=config.logging.progress)
+    shards.prepare(
+        table,
+        root,
+        out,
+        wanted,
+        method=d.resize,
+        progress=config.logging.progress,
+        provenance={"phantoms": made_from} if own else None,
+    )
     return out
+
+
+def _discard_stale_phantom_shards(out: Path, made_from: str, csv_sha256: str, log) -> None:
+    """Remove shards made from other phantoms (another count, seed or drawing version).
+
+    Only shards provably made from phantoms are removed: their manifest names phantoms or was
+    made from this very phantom CSV. Anything else at ``out`` is someone's data: an error.
+    """
+    if not (out / shards.MANIFEST).is_file():
+        return
+    manifest = shards.read_manifest(out)
+    if manifest.get("phantoms") == made_from:
+        return  # the same phantoms, fewer resolutions: prepare adds the missing ones
+    if "phantoms" not in manifest and manifest.get("source_csv_sha256") != csv_sha256:
+        raise DataError(
+            f"{out} holds shards this sweep did not make (source {manifest.get('source')!r}, "
+            "another CSV, no phantom signature); remove them, or set config.data.shards to "
+            "use them as they are"
+        )
+    log.info(
+        f"shards at {out} were made from other phantoms ({manifest.get('phantoms')}); remaking"
+    )
+    for path in sorted(out.glob("res*")):
+        shutil.rmtree(path)
+    for path in (out / shards.MANIFEST, out / ".skipped.json"):
+        path.unlink(missing_ok=True)
 
 
 def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> dict:
