@@ -249,6 +249,22 @@ def test_nan_loss_fails_the_cell_with_a_diagnostic_and_the_sweep_continues(
     assert "non-finite training loss" in failure["reason"] and failure["step"] >= 1
 
 
+def test_epoch_train_loss_is_the_mean_of_every_step_loss(phantom_shards, tmp_path, monkeypatch):
+    losses, original = [], Steps.step
+
+    def step(self, pixels, labels, step):
+        out = original(self, pixels, labels, step)
+        losses.append(float(out["loss"]))
+        return out
+
+    monkeypatch.setattr(Steps, "step", step)
+    # Windows of 2 steps, flushed early at every 3rd-step checkpoint: uneven on purpose.
+    config = tiny_config(phantom_shards, train__log_every=2, train__checkpoint_every=3)
+    history = run_sweep(config, tmp_path)["cells"][0]["history"]
+    per_epoch = np.array(losses).reshape(config.train.epochs, -1).mean(axis=1)
+    np.testing.assert_allclose([h["train_loss"] for h in history], per_epoch, rtol=1e-12)
+
+
 def run_cli(workdir, shard_dir, *extra):
     args = [f"--config.data.shards={shard_dir}", "--config.sweep.labels=Mass",
             "--config.sweep.resolutions=32", "--config.sweep.archs=resnet_tiny",

@@ -386,6 +386,7 @@ def train_cell(
         "best": None,
         "plateau": plateau.state(),
     }
+    meta.setdefault("epoch_loss", [0.0, 0])  # this epoch's training loss: sum, steps
     train_loader.set_state(meta["loader"])
     plateau.load(meta["plateau"])
     step = meta["step"]
@@ -404,15 +405,20 @@ def train_cell(
             ):
                 window.append(steps.step(batch["pixels"], batch["label"], step))
                 step += 1
-                if step % t.log_every == 0:
-                    _log_window(log, cell, window, steps, step)
+                mid_epoch = train_loader.state["batch"] < steps_per_epoch
+                checkpoint = step % t.checkpoint_every == 0 and mid_epoch
+                if window and (step % t.log_every == 0 or checkpoint):
+                    _log_window(log, cell, window, steps, step, meta["epoch_loss"])
                     window = []
-                if step % t.checkpoint_every == 0 and train_loader.state["batch"] < steps_per_epoch:
+                if checkpoint:
                     meta.update(step=step, loader=train_loader.get_state())
                     latest.save(step, steps, meta)
             if window:
-                _log_window(log, cell, window, steps, step)
+                _log_window(log, cell, window, steps, step, meta["epoch_loss"])
             metrics, _ = evaluate(steps, eval_loaders["val"], data.studies)
+            total, count = meta["epoch_loss"]
+            metrics["train_loss"] = total / max(count, 1)
+            meta["epoch_loss"] = [0.0, 0]
             metrics["epoch"] = epoch + 1
             meta["history"].append(metrics)
             log.epoch(cell, metrics, step)
@@ -488,12 +494,15 @@ def _cell_fields(cell: Cell) -> dict:
     }
 
 
-def _log_window(log, cell, window, steps, step):
-    """Host sync for logging (every log_every steps): stop on a non-finite loss."""
+def _log_window(log, cell, window, steps, step, epoch_loss):
+    """Host sync for logging (every log_every steps and before a checkpoint): stop on a
+    non-finite loss; add the window's losses to ``epoch_loss`` = [sum, steps] in place."""
     losses = np.asarray(jax.device_get([m["loss"] for m in window]))
     if not np.all(np.isfinite(losses)):
         bad = step - len(window) + int(np.argmin(np.isfinite(losses)))
         raise CellFailed(f"non-finite training loss at step {bad + 1}: {losses.tolist()}")
+    epoch_loss[0] += float(losses.astype(np.float64).sum())
+    epoch_loss[1] += len(losses)
     rates = {k: float(v) for k, v in current_learning_rates(steps.opt_state).items()}
     grad_norm = float(window[-1]["grad_norm"])
     log.step(cell, step, {"loss": float(losses.mean()), "grad_norm": grad_norm, **rates})

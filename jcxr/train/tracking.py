@@ -90,15 +90,17 @@ class Tracker:
             )
 
     def epoch(self, cell, metrics: dict, step: int) -> None:
+        """``metrics``: validation metrics, plus ``train_loss`` (the epoch's mean)."""
         self.info(
-            f"{cell.id} epoch {metrics['epoch']}: val loss {metrics['loss']:.4f} "
-            f"AUC {metrics['auc']:.4f} acc {metrics['accuracy']:.3f}"
+            f"{cell.id} epoch {metrics['epoch']}: train loss {metrics['train_loss']:.4f}  "
+            f"val loss {metrics['loss']:.4f} AUC {metrics['auc']:.4f} "
+            f"acc {metrics['accuracy']:.3f}"
         )
         run = self.runs.get(cell.id)
         if run is not None:
-            self._safely(
-                "log", lambda: run.log({f"val/{k}": v for k, v in metrics.items()}, step=step)
-            )
+            logged = {f"val/{k}": v for k, v in metrics.items() if k != "train_loss"}
+            logged["train/epoch_loss"] = metrics["train_loss"]
+            self._safely("log", lambda: run.log(logged, step=step))
 
     def finish_cell(self, cell, result: dict) -> None:
         run = self.runs.pop(cell.id, None)
