@@ -270,6 +270,7 @@ def run_cli(workdir, shard_dir, *extra):
             "--config.sweep.resolutions=32", "--config.sweep.archs=resnet_tiny",
             "--config.train.epochs=2", "--config.train.effective_batch_size=16",
             "--config.train.microbatch_size=8", "--config.train.checkpoint_every=3",
+            "--config.train.max_rotation=5.0", "--config.train.max_contrast=0.1",  # all kinds
             "--config.logging.wandb=disabled", "--config.logging.progress=False",
             f"--workdir={workdir}", *extra]  # fmt: skip
     return [
