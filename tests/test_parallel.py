@@ -130,12 +130,16 @@ def test_data_parallel_and_per_device_sweeps_reach_the_same_metrics(phantom_shar
             )
             assert a["steps"] == b["steps"] and a["best_epoch"] == b["best_epoch"]
             # Adam turns the last-bit differences of a cross-device gradient sum into small
-            # parameter differences (see the step test): close, not bitwise. Measured: AUC
-            # equal, validation loss 0.6020 vs 0.6033.
-            m, n = a["metrics"], b["metrics"]
-            assert n["auc"] == pytest.approx(m["auc"], abs=0.01)
-            assert n["loss"] == pytest.approx(m["loss"], rel=0.01)
-            assert n["accuracy"] == pytest.approx(m["accuracy"], abs=0.02)
+            # parameter differences (see the step test): close, not bitwise. So compare every
+            # validation prediction, not AUC or accuracy: after one epoch the model is near
+            # chance, its predictions nearly tied, and a 0.003 change reorders a few of them
+            # (measured: largest difference 0.0035, AUC 0.475 against 0.4625).
+            cell = f"cells/{a['label']}__{a['arch']}__r{a['resolution']}__s{a['seed']}"
+            p, q = (np.load(tmp_path / run / cell / "predictions_val.npz") for run in
+                    ("one_device", name))  # fmt: skip
+            assert np.array_equal(p["record"], q["record"])
+            np.testing.assert_allclose(q["prob"], p["prob"], atol=0.01)
+            assert b["metrics"]["loss"] == pytest.approx(a["metrics"]["loss"], rel=0.01)
     # one device or another: the same program on the same numbers, so the same bits
     assert [c["metrics"] for c in out["per_device"]] == [c["metrics"] for c in reference]
 

@@ -148,6 +148,7 @@ def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> dict:
 
         report, figures = build_report(workdir)
         log.summary_run(results, figures, report)
+        log.close()
     if jax.process_count() > 1:
         # Every process waits for process 0's writing: one that exits first would otherwise
         # time out in jax.distributed's shutdown barrier while process 0 builds the report.

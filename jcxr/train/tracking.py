@@ -122,6 +122,16 @@ class Tracker:
 
         self._safely("finish", finish)
 
+    def close(self) -> None:
+        """Wait until W&B has written (offline) or sent (online) every run.
+
+        ``run.finish()`` can return before W&B's service has flushed a run's file; without this
+        a script that reads or syncs the offline runs right after the sweep may find one short.
+        """
+        wandb = sys.modules.get("wandb")
+        if wandb is not None:
+            self._safely("teardown", wandb.teardown)
+
     def summary_run(self, results: dict, figures: list[Path], report: Path) -> None:
         def publish():
             import wandb
