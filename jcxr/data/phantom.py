@@ -15,7 +15,7 @@ detectability depends on resolution by construction (sizes at the native 512 px;
 Every lung also holds 20-30 faint, broad "vessel" blobs (Gaussian, sigma 10-14 px, +0.02-0.04)
 whose integrated density equals a nodule's. At 32 px both shrink below a pixel (partial volume)
 and become the same kind of one-pixel spot, so only resolution separates them: from 64 px up a
-nodule is a small, sharp spot ten times brighter than any vessel. (Version 1 drew vessels as
+nodule is a small, sharp spot several times brighter than any vessel. (Version 1 drew vessels as
 sharper, brighter blobs, sigma 5-8 px at +0.08-0.12; a small CNN then failed to learn nodules
 even at 128 px within the demo's budget.) At 0.7 mm per native pixel (a 36 cm field), nodules
 are 6-8 mm and masses 3.4-5 cm.
