@@ -22,6 +22,7 @@ from jcxr.train.config import defaults, validate
 from jcxr.train.metrics import binary_metrics
 from jcxr.train.step import Steps
 from jcxr.train.sweep import run_sweep
+from jcxr.train.tracking import Tracker
 
 from .helpers import tiny_config
 
@@ -181,7 +182,7 @@ def test_own_phantom_shards_are_remade_when_the_phantoms_change(tmp_path, monkey
     from jcxr.train.sweep import prepare_data
 
     config = tiny_config("", data__prepare_if_missing=True, data__phantom_images=12)
-    log = type("Log", (), {"info": staticmethod(lambda message: None)})()
+    log = Tracker(config, tmp_path, progress=False)  # W&B disabled in the suite
     out = prepare_data(config, tmp_path, log)
     assert out == tmp_path / "shards"
     shard_32 = out / shards.read_manifest(out)["shards"]["32"][0]["file"]
@@ -222,7 +223,7 @@ def test_foreign_shards_in_the_workdir_are_never_removed(tmp_path):
                    progress=False)  # fmt: skip
     config = tiny_config("", data__prepare_if_missing=True, data__phantom_images=12)
     config.sweep.resolutions = (40,)
-    log = type("Log", (), {"info": staticmethod(lambda message: None)})()
+    log = Tracker(config, tmp_path, progress=False)  # W&B disabled in the suite
     with pytest.raises(ValueError, match="holds shards this sweep did not make"):
         prepare_data(config, tmp_path, log)
     assert shards.read_manifest(tmp_path / "shards")["images"] == 8

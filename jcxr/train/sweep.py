@@ -38,13 +38,12 @@ def prepare_data(config, workdir: Path, log) -> Path:
     # (count, seed, drawing version); shards named by config.data.shards are used as they are.
     own = d.source == "phantom" and d.prepare_if_missing and not d.shards
     made_from = phantom.signature(d.phantom_images, d.phantom_seed) if own else None
-    if (out / shards.MANIFEST).is_file():
-        manifest = shards.read_manifest(out)
-        current = not own or manifest.get("phantoms") == made_from
-        if current and set(wanted) <= set(manifest["resolutions"]):
+    manifest = shards.read_manifest(out) if (out / shards.MANIFEST).is_file() else None
+    current = manifest is not None and (not own or manifest.get("phantoms") == made_from)
+    if current:
+        if set(wanted) <= set(manifest["resolutions"]):
             return out
-        if current:  # adding resolutions keeps the ones there
-            wanted = sorted(set(wanted) | set(manifest["resolutions"]))
+        wanted = sorted(set(wanted) | set(manifest["resolutions"]))  # keep the ones there
     if d.source == "padchest":
         raise DataError(
             "config.data.source = 'padchest': jcxr has no PadChest/OpenI source yet; "
@@ -61,8 +60,8 @@ def prepare_data(config, workdir: Path, log) -> Path:
         log.info(f"phantoms: {d.phantom_images} images in {root}")
         phantom.generate(root, d.phantom_images, seed=d.phantom_seed)
     table = load_table(d.source, root)
-    if own:
-        _discard_stale_phantom_shards(out, made_from, table.csv_sha256, log)
+    if own and manifest is not None and not current:
+        _discard_stale_phantom_shards(out, manifest, table.csv_sha256, log)
     log.info(f"shards: {len(table)} images at {wanted} px -> {out}")
     shards.prepare(
         table,
@@ -76,17 +75,13 @@ def prepare_data(config, workdir: Path, log) -> Path:
     return out
 
 
-def _discard_stale_phantom_shards(out: Path, made_from: str, csv_sha256: str, log) -> None:
-    """Remove shards made from other phantoms (another count, seed or drawing version).
+def _discard_stale_phantom_shards(out: Path, manifest: dict, csv_sha256: str, log) -> None:
+    """Remove the shards at ``out``, made from other phantoms (another count, seed or drawing
+    version) than the sweep would make now.
 
     Only shards provably made from phantoms are removed: their manifest names phantoms or was
     made from this very phantom CSV. Anything else at ``out`` is someone's data: an error.
     """
-    if not (out / shards.MANIFEST).is_file():
-        return
-    manifest = shards.read_manifest(out)
-    if manifest.get("phantoms") == made_from:
-        return  # the same phantoms, fewer resolutions: prepare adds the missing ones
     if "phantoms" not in manifest and manifest.get("source_csv_sha256") != csv_sha256:
         raise DataError(
             f"{out} holds shards this sweep did not make (source {manifest.get('source')!r}, "
