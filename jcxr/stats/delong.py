@@ -20,180 +20,27 @@ integers and identical models give a difference variance of exactly zero.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import special
 
-from jcxr._io import json_ready
-from jcxr.stats.multitest import CORRECTIONS, adjust_pvalues
+from jcxr.stats._inputs import BACKENDS, NAN_POLICIES, check_options, validated_inputs
+from jcxr.stats.multitest import adjust_pvalues
+from jcxr.stats.result import DeLongResult, Omnibus, UnpairedDeLongResult, z_critical
 
-NAN_POLICIES = ("raise", "omit")
-BACKENDS = ("numpy", "jax")
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclasses.dataclass(frozen=True)
-class Omnibus:
-    """Chi-square test of "all K AUCs are equal" (DeLong 1988, contrast matrix of rank K - 1)."""
-
-    statistic: float
-    df: int
-    pvalue: float
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class DeLongResult:
-    """K correlated AUCs on the same cases and every pairwise comparison.
-
-    Pairwise arrays are ``(K, K)`` and describe row minus column: ``z[i, j]`` tests
-    ``auc[i] - auc[j]``. Diagonals are z = 0, p = 1, difference CI = [0, 0].
-    """
-
-    names: tuple[str, ...]
-    auc: np.ndarray  # (K,)
-    cov: np.ndarray  # (K, K) DeLong covariance of the AUCs
-    se: np.ndarray  # (K,)
-    ci: np.ndarray  # (K, 2) normal-approximation CI clipped to [0, 1]
-    z: np.ndarray  # (K, K)
-    p: np.ndarray  # (K, K) two-sided
-    log10_p: np.ndarray  # (K, K) log10 of p, finite below float range
-    p_adjusted: np.ndarray  # (K, K) over the K (K - 1) / 2 pairs
-    diff_ci: np.ndarray  # (K, K, 2) CI of auc[i] - auc[j]
-    omnibus: Omnibus | None  # None when K == 1
-    n_positive: int
-    n_negative: int
-    n_dropped: int
-    alpha: float
-    correction: str
-
-    @property
-    def diff(self) -> np.ndarray:
-        """(K, K) ``auc[i] - auc[j]``."""
-        return self.auc[:, None] - self.auc[None, :]
-
-    @property
-    def diff_se(self) -> np.ndarray:
-        """(K, K) standard deviation of ``auc[i] - auc[j]``."""
-        return (self.diff_ci[..., 1] - self.diff_ci[..., 0]) / (2 * _z_critical(self.alpha))
-
-    def pairs(self) -> list[dict]:
-        """Every unordered pair (i < j) as a dict: names, difference, CI, z, p, adjusted p."""
-        out = []
-        for i, j in zip(*np.triu_indices(len(self.names), 1), strict=True):
-            out.append(
-                {
-                    "a": self.names[i],
-                    "b": self.names[j],
-                    "diff": float(self.diff[i, j]),
-                    "diff_ci": [float(v) for v in self.diff_ci[i, j]],
-                    "z": float(self.z[i, j]),
-                    "p": float(self.p[i, j]),
-                    "log10_p": float(self.log10_p[i, j]),
-                    "p_adjusted": float(self.p_adjusted[i, j]),
-                }
-            )
-        return out
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (strict JSON: infinite z values become ``None``)."""
-        return json_ready(
-            {
-                "names": list(self.names),
-                "n_positive": self.n_positive,
-                "n_negative": self.n_negative,
-                "n_dropped": self.n_dropped,
-                "alpha": self.alpha,
-                "correction": self.correction,
-                "auc": self.auc,
-                "se": self.se,
-                "ci": self.ci,
-                "cov": self.cov,
-                "z": self.z,
-                "p": self.p,
-                "log10_p": self.log10_p,
-                "p_adjusted": self.p_adjusted,
-                "diff_ci": self.diff_ci,
-                "pairs": self.pairs(),
-                "omnibus": None if self.omnibus is None else dataclasses.asdict(self.omnibus),
-            }
-        )
-
-    def __str__(self) -> str:
-        level = f"{100 * (1 - self.alpha):g}%"
-        dropped = f", {self.n_dropped:,} dropped (non-finite)" if self.n_dropped else ""
-        lines = [
-            f"DeLong: {len(self.names)} correlated ROC curve(s), {self.n_positive:,} positives, "
-            f"{self.n_negative:,} negatives{dropped}",
-            "",
-        ]
-        width = max(8, *(len(n) for n in self.names))
-        lines.append(f"{'model':<{width}}  {'AUC':>7}  {'SE':>7}  {level + ' CI':>17}")
-        for name, auc, se, (lo, hi) in zip(self.names, self.auc, self.se, self.ci, strict=True):
-            lines.append(f"{name:<{width}}  {auc:7.4f}  {se:7.4f}  [{lo:.4f}, {hi:.4f}]")
-        if len(self.names) > 1:
-            pw = max(12, 2 * width + 3)
-            adj = f"p_{self.correction}"
-            lines += [
-                "",
-                f"{'pair':<{pw}}  {'dAUC':>8}  {level + ' CI':>19}  {'z':>7}  {'p':>9}  {adj:>10}",
-            ]
-            for pair in self.pairs():
-                lo, hi = pair["diff_ci"]
-                label = f"{pair['a']} - {pair['b']}"
-                lines.append(
-                    f"{label:<{pw}}  {pair['diff']:+8.4f}  [{lo:+.4f}, {hi:+.4f}]  "
-                    f"{pair['z']:+7.2f}  {_format_p(pair['p'], pair['log10_p']):>9}  "
-                    f"{_format_p(pair['p_adjusted']):>10}"
-                )
-            om = self.omnibus
-            lines += [
-                "",
-                f"omnibus (all AUCs equal): chi2 = {om.statistic:.3f}, df = {om.df}, "
-                f"p = {_format_p(om.pvalue)}",
-            ]
-        return "\n".join(lines)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class UnpairedDeLongResult:
-    """One AUC on each of two independent case sets, and the test of their difference (a - b)."""
-
-    names: tuple[str, str]
-    auc: np.ndarray  # (2,)
-    se: np.ndarray  # (2,)
-    ci: np.ndarray  # (2, 2)
-    diff: float
-    diff_ci: np.ndarray  # (2,)
-    z: float
-    p: float
-    log10_p: float
-    n_positive: tuple[int, int]
-    n_negative: tuple[int, int]
-    alpha: float
-
-    def to_dict(self) -> dict:
-        return json_ready({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
-
-    def __str__(self) -> str:
-        level = f"{100 * (1 - self.alpha):g}%"
-        lines = ["DeLong (unpaired): the same model on two independent case sets", ""]
-        for k, name in enumerate(self.names):
-            lo, hi = self.ci[k]
-            lines.append(
-                f"{name:<10} AUC {self.auc[k]:.4f} +/- {self.se[k]:.4f} ({level} CI {lo:.4f}-"
-                f"{hi:.4f}; {self.n_positive[k]:,} pos / {self.n_negative[k]:,} neg)"
-            )
-        lo, hi = self.diff_ci
-        lines.append(
-            f"difference {self.diff:+.4f} ({level} CI {lo:+.4f} to {hi:+.4f}), z = {self.z:+.3f}, "
-            f"p = {_format_p(self.p, self.log10_p)}"
-        )
-        return "\n".join(lines)
+__all__ = [
+    "BACKENDS",
+    "NAN_POLICIES",
+    "DeLongResult",
+    "Omnibus",
+    "UnpairedDeLongResult",
+    "delong",
+    "delong_moments",
+    "delong_unpaired",
+    "placements",
+]
 
 
 # --------------------------------------------------------------------------- public API
@@ -225,8 +72,8 @@ def delong(
     Returns:
       A :class:`DeLongResult`.
     """
-    _check_options(alpha, correction, nan_policy, backend)
-    positive, score_matrix, names, n_dropped = _validated_inputs(y_true, scores, names, nan_policy)
+    check_options(alpha, correction, nan_policy, backend)
+    positive, score_matrix, names, n_dropped = validated_inputs(y_true, scores, names, nan_policy)
     if backend == "jax":
         from jcxr.stats import jax_backend
 
@@ -261,14 +108,14 @@ def delong_unpaired(
     The two AUC estimates are independent, so ``var(auc_a - auc_b) = var_a + var_b``, each the
     DeLong variance on its own set. Conventions as in :func:`delong`.
     """
-    _check_options(alpha, "none", nan_policy, "numpy")
+    check_options(alpha, "none", nan_policy, "numpy")
     aucs, variances, n_pos, n_neg = [], [], [], []
     for name, y, s in ((names[0], y_a, score_a), (names[1], y_b, score_b)):
         if np.ndim(s) != 1:
             raise ValueError(
                 f"set {name!r}: scores must be one (N,) vector; got shape {np.shape(s)}"
             )
-        positive, score_matrix, _, _ = _validated_inputs(
+        positive, score_matrix, _, _ = validated_inputs(
             y, s, [name], nan_policy, where=f"set {name!r}: "
         )
         auc, cov, _ = delong_moments(positive, score_matrix)
@@ -278,7 +125,7 @@ def delong_unpaired(
         n_neg.append(int((~positive).sum()))
     auc = np.array(aucs)
     se = np.sqrt(np.array(variances))
-    zc = _z_critical(alpha)
+    zc = z_critical(alpha)
     diff = float(auc[0] - auc[1])
     diff_sd = math.sqrt(variances[0] + variances[1])
     z, p, log10_p = _z_and_p(np.array(diff), np.array(diff_sd))
@@ -416,7 +263,7 @@ def _correlated_result(
     names, auc, cov, diff_var, n_positive, n_negative, n_dropped, alpha, correction
 ) -> DeLongResult:
     k = auc.size
-    zc = _z_critical(alpha)
+    zc = z_critical(alpha)
     se = np.sqrt(np.diag(cov))
     diff = auc[:, None] - auc[None, :]
     diff_sd = np.sqrt(np.maximum(diff_var, 0.0))
@@ -473,130 +320,3 @@ def _omnibus(auc: np.ndarray, cov: np.ndarray) -> Omnibus:
         statistic = float(np.sum(projected[keep] ** 2 / eigval[keep]))
     pvalue = 1.0 if df == 0 and statistic == 0 else float(special.chdtrc(max(df, 1), statistic))
     return Omnibus(statistic=statistic, df=df, pvalue=pvalue)
-
-
-def _z_critical(alpha: float) -> float:
-    return float(special.ndtri(1.0 - alpha / 2.0))
-
-
-def _check_options(alpha, correction, nan_policy, backend) -> None:
-    if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
-        raise ValueError(f"alpha must be a number in (0, 1); got {alpha!r}")
-    if correction not in CORRECTIONS:
-        raise ValueError(f"correction must be one of {CORRECTIONS}; got {correction!r}")
-    if nan_policy not in NAN_POLICIES:
-        raise ValueError(f"nan_policy must be one of {NAN_POLICIES}; got {nan_policy!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
-
-
-def _validated_inputs(y_true, scores, names, nan_policy, where: str = ""):
-    """Checked ``(positive (N,) bool, scores (K, N) float64, names, n_dropped)``."""
-    labels = _labels_as_float(y_true, where)
-    score_matrix, names = _scores_as_matrix(scores, names, where)
-    n_cases = labels.size
-    if score_matrix.shape[1] != n_cases:
-        raise ValueError(
-            f"{where}length mismatch: y_true has {n_cases} cases but the score vector(s) "
-            f"{names} have {score_matrix.shape[1]}"
-        )
-    bad_score = ~np.isfinite(score_matrix)
-    bad_label = np.isnan(labels)
-    if nan_policy == "raise":
-        if bad_label.any():
-            raise ValueError(
-                f"{where}y_true has {int(bad_label.sum())} missing (NaN) label(s), first at case "
-                f"{int(np.argmax(bad_label))}; pass nan_policy='omit' to drop those cases"
-            )
-        for k, name in enumerate(names):
-            if bad_score[k].any():
-                raise ValueError(
-                    f"{where}scores[{name!r}] has {int(bad_score[k].sum())} NaN/inf value(s), "
-                    f"first at case {int(np.argmax(bad_score[k]))}; scores must be finite (pass "
-                    "nan_policy='omit' to drop those cases from every model)"
-                )
-        n_dropped = 0
-    else:
-        keep = ~(bad_label | bad_score.any(axis=0))
-        n_dropped = int(n_cases - keep.sum())
-        labels, score_matrix = labels[keep], score_matrix[:, keep]
-    positive = labels == 1.0
-    m, n = int(positive.sum()), int(labels.size - positive.sum())
-    if m == 0 or n == 0:
-        present = "positives" if m else "negatives"
-        raise ValueError(
-            f"{where}only one class present: {m + n} cases, all {present} (after dropping "
-            f"{n_dropped}); the AUC needs both positives and negatives"
-        )
-    if m < 2 or n < 2:
-        raise ValueError(
-            f"{where}DeLong variance needs at least 2 positives and 2 negatives; got {m} "
-            f"positive(s) and {n} negative(s)"
-        )
-    return positive, score_matrix, names, n_dropped
-
-
-def _labels_as_float(y_true, where: str) -> np.ndarray:
-    y = np.asarray(y_true)
-    if y.ndim != 1:
-        raise ValueError(f"{where}y_true must be a 1-D vector of labels; got shape {y.shape}")
-    if y.dtype == bool:
-        return y.astype(np.float64)
-    if not (np.issubdtype(y.dtype, np.number)):
-        raise ValueError(
-            f"{where}y_true must be numeric or bool labels in {{0, 1}}; got dtype {y.dtype} "
-            f"(e.g. {y[:3].tolist()!r})"
-        )
-    y = y.astype(np.float64)
-    invalid = ~(np.isnan(y) | (y == 0.0) | (y == 1.0))
-    if invalid.any():
-        found = np.unique(y[invalid])
-        raise ValueError(
-            f"{where}y_true must contain only 0 and 1; found {int(invalid.sum())} case(s) with "
-            f"other values {found[:5].tolist()}, first at case {int(np.argmax(invalid))}"
-        )
-    return y
-
-
-def _scores_as_matrix(scores, names, where: str):
-    if isinstance(scores, Mapping):
-        if names is not None:
-            raise ValueError(f"{where}names are taken from the scores mapping; do not pass both")
-        names = [str(k) for k in scores]
-        rows = []
-        for name, vector in scores.items():
-            vector = np.asarray(vector)
-            if vector.ndim != 1:
-                raise ValueError(
-                    f"{where}scores[{name!r}] must be a 1-D vector; got shape {vector.shape}"
-                )
-            rows.append(vector)
-        lengths = {r.size for r in rows}
-        if len(lengths) > 1:
-            sizes = {n: r.size for n, r in zip(names, rows, strict=True)}
-            raise ValueError(f"{where}length mismatch between score vectors: {sizes}")
-        matrix = np.stack(rows) if rows else np.empty((0, 0))
-    else:
-        matrix = np.asarray(scores)
-        if matrix.ndim == 1:
-            matrix = matrix[None]
-        if matrix.ndim != 2:
-            raise ValueError(f"{where}scores must be (K, N) or (N,); got shape {matrix.shape}")
-    if matrix.shape[0] == 0:
-        raise ValueError(f"{where}scores holds no model (K = 0); need K >= 1")
-    if not (np.issubdtype(matrix.dtype, np.number) or matrix.dtype == bool):
-        raise ValueError(f"{where}scores must be numeric; got dtype {matrix.dtype}")
-    names = [str(i) for i in range(matrix.shape[0])] if names is None else [str(n) for n in names]
-    if len(names) != matrix.shape[0]:
-        raise ValueError(f"{where}got {len(names)} name(s) for {matrix.shape[0]} score vector(s)")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{where}model names must be unique; got {names}")
-    return matrix.astype(np.float64), names
-
-
-def _format_p(p: float, log10_p: float | None = None) -> str:
-    if p == 0.0 and log10_p is not None and math.isfinite(log10_p):
-        return f"1e{log10_p:.1f}"
-    if p >= 1e-4:
-        return f"{p:.4f}"
-    return f"{p:.2e}"
