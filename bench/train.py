@@ -40,12 +40,13 @@ from jcxr.train import memory, parallel
 from jcxr.train.step import Steps
 
 
-def build(arch, dtype, mesh, augment):
+def build(arch, dtype, mesh, augment, effective):
     model = models.create(arch, num_outputs=1, head="linear", dtype=dtype, rngs=nnx.Rngs(0))
     return Steps(
         model,
         optax.adam(1e-4),
-        microbatches=1,
+        effective_batch_size=effective,
+        microbatch_size=memory.candidates(effective, mesh.size)[0],
         augmentation=Augmentation() if augment else None,
         seed=0,
         dtype=dtype,
@@ -67,19 +68,17 @@ def timed_steps(steps, batches, n):
 
 def measure(arch, resolution, dtype_name, effective, microbatch, n_steps, mesh, shards, augment):
     dtype = jnp.bfloat16 if dtype_name == "bfloat16" else jnp.float32
-    steps = build(arch, dtype, mesh, augment)
+    steps = build(arch, dtype, mesh, augment, effective)
     if microbatch == "auto":
         microbatch = memory.choose_microbatch(
             steps,
             key=f"{arch}|linear|{dtype_name}|remat=False",
-            effective_batch_size=effective,
             resolution=resolution,
             budget_bytes=memory.device_budget(mesh.devices.flat[0], 0.85),
             log=lambda *_: None,
         )
-    microbatch = int(microbatch)
-    steps.microbatches = effective // microbatch
-    estimate = steps.memory_bytes(microbatch, resolution, effective)
+    steps.set_microbatch_size(int(microbatch))
+    estimate = steps.memory_bytes(steps.microbatch_size, resolution)
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (effective, resolution, resolution), dtype=np.uint8)
     labels = (rng.random(effective) < 0.5).astype(np.float32)
@@ -98,7 +97,8 @@ def measure(arch, resolution, dtype_name, effective, microbatch, n_steps, mesh, 
         "resolution": resolution,
         "dtype": dtype_name,
         "effective_batch": effective,
-        "microbatch": microbatch,
+        "microbatch": steps.microbatch_size,
+        "microbatches": steps.microbatches,
         "devices": mesh.size,
         "augment": augment,
         "compile_s": compile_s,
@@ -110,13 +110,14 @@ def measure(arch, resolution, dtype_name, effective, microbatch, n_steps, mesh, 
         row["peak_memory_mib"] = stats["peak_bytes_in_use"] / 2**20
     if shards is not None:
         from jcxr.data.pipeline import Loader
+        from jcxr.data.shards import read_index
 
-        index = np.load(shards / f"res{resolution}" / "index.npz")
+        records = len(read_index(shards, resolution))
         loader = Loader(
             shards,
             resolution,
-            np.arange(len(index["image_id"])),
-            np.zeros(len(index["image_id"]), np.float32),
+            np.arange(records),
+            np.zeros(records, np.float32),
             effective,
             train=True,
         )
@@ -189,12 +190,12 @@ def main():
                 )
                 row["machine"] = describe()
                 row["backend"] = f"{mesh.size} x {device.device_kind}"
-                a = row["effective_batch"] // row["microbatch"]
                 peak = f"{row['peak_memory_mib']:,.0f}" if "peak_memory_mib" in row else "-"
                 fed = f"{row['loader_images_per_s']:,.1f}" if shards is not None else "-"
                 idle = f"{row['device_idle']:.1%}" if shards is not None else "-"
+                split = f"{row['microbatch']} x {row['microbatches']}"
                 print(
-                    f"| {arch} | {resolution} | {dtype} | {row['microbatch']} x {a} | "
+                    f"| {arch} | {resolution} | {dtype} | {split} | "
                     f"{row['compile_s']:.1f} | {row['images_per_s']:,.1f} | "
                     f"{row['memory_estimate_mib']:,.0f} | {peak} | {fed} | {idle} |",
                     flush=True,

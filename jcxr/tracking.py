@@ -5,6 +5,10 @@ with the tables and figures. Mode ``offline`` writes runs under ``WORKDIR/wandb`
 ``wandb sync``; W&B failing (no network, bad key) is reported once and never stops training.
 Cells trained side by side (one per device, in threads) each have their own run. With several
 processes only process 0 logs.
+
+It lives outside :mod:`jcxr.train` so that the report (``python -m jcxr.report --wandb``) can
+publish without importing the trainer. A cell is anything with ``id``, ``label`` and the
+fields of :class:`jcxr.results.Cell`.
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import threading
 import warnings
 from pathlib import Path
 
-import jax
+from jcxr.results import CellResult, SweepResult
 
 
 class Tracker:
     def __init__(self, config, workdir: Path, *, mode: str | None = None, progress: bool = True):
         self.config = config
         self.workdir = workdir
+        import jax
+
         self.mode = os.environ.get("WANDB_MODE") or mode or config.logging.wandb
         self.primary = jax.process_index() == 0
         if not self.primary:
@@ -65,7 +71,9 @@ class Tracker:
         def start():
             import wandb
 
-            config = {**self.config.to_dict(), "cell": {**cell.__dict__, **extra}}
+            fields = {"label": cell.label, "resolution": cell.resolution, "arch": cell.arch,
+                      "seed": cell.seed}  # fmt: skip
+            config = {**self.config.to_dict(), "cell": {**fields, **extra}}
             with self.lock:
                 return wandb.init(
                     project=self.config.logging.project,
@@ -102,21 +110,21 @@ class Tracker:
             logged["train/epoch_loss"] = metrics["train_loss"]
             self._safely("log", lambda: run.log(logged, step=step))
 
-    def finish_cell(self, cell, result: dict) -> None:
+    def finish_cell(self, cell, result: CellResult) -> None:
         run = self.runs.pop(cell.id, None)
         if run is None:
             return
 
         def finish():
-            if result.get("status") == "done":
+            if result.done:
                 run.summary.update(
                     {
-                        "auc": result["metrics"]["auc"],
-                        "auc_se": result["metrics"].get("auc_se"),
-                        "best_epoch": result["best_epoch"],
+                        "auc": result.metrics["auc"],
+                        "auc_se": result.metrics.get("auc_se"),
+                        "best_epoch": result.best_epoch,
                     }
                 )
-            run.summary["status"] = result.get("status")
+            run.summary["status"] = result.status
             with self.lock:
                 run.finish()
 
@@ -132,7 +140,7 @@ class Tracker:
         if wandb is not None:
             self._safely("teardown", wandb.teardown)
 
-    def summary_run(self, results: dict, figures: list[Path], report: Path) -> None:
+    def summary_run(self, results: SweepResult, figures: list[Path], report: Path) -> None:
         def publish():
             import wandb
 
@@ -148,17 +156,10 @@ class Tracker:
             )
             columns = ["label", "resolution", "arch", "seed", "status", "auc", "auc_se"]
             table = wandb.Table(columns=columns)
-            for c in results["cells"]:
-                m = c.get("metrics", {})
-                table.add_data(
-                    c["label"],
-                    c["resolution"],
-                    c["arch"],
-                    c["seed"],
-                    c["status"],
-                    m.get("auc"),
-                    m.get("auc_se"),
-                )
+            for c in results.cells:
+                k = c.cell
+                table.add_data(k.label, k.resolution, k.arch, k.seed, c.status,
+                               c.metrics.get("auc"), c.metrics.get("auc_se"))  # fmt: skip
             run.log({"cells": table, **{f.stem: wandb.Image(str(f)) for f in figures}})
             run.summary["report"] = str(report)
             run.finish()

@@ -58,8 +58,9 @@ def test_data_parallel_step_equals_the_single_device_step():
 
         def steps(mesh):
             model = models.create("resnet_tiny", num_outputs=1, rngs=nnx.Rngs(3))
-            return Steps(model, optax.sgd(0.05), microbatches=2, augmentation=None, seed=0,
-                         dtype=jnp.float32, positive_weight=2.0, mesh=mesh)
+            return Steps(model, optax.sgd(0.05), effective_batch_size=32, microbatch_size=16,
+                         augmentation=None, seed=0, dtype=jnp.float32, positive_weight=2.0,
+                         mesh=mesh)
 
         one = steps(parallel.make_mesh(jax.devices()[:1]))
         four = steps(parallel.make_mesh(jax.devices()))
@@ -110,7 +111,7 @@ def test_data_parallel_and_per_device_sweeps_reach_the_same_metrics(phantom_shar
         ]:
             config = tiny(shards, train__epochs=1, **changes)
             config.sweep.seeds = seeds
-            runs[name] = run_sweep(config, work / name)["cells"]
+            runs[name] = run_sweep(config, work / name).to_json()["cells"]
         print(json.dumps(runs))
         """),
         devices=4,
@@ -157,8 +158,8 @@ def test_auto_microbatch_is_the_largest_that_fits_and_is_cached(tmp_path):
     from jcxr.train.step import Steps
 
     model = models.create("resnet_tiny", num_outputs=1, rngs=nnx.Rngs(0))
-    steps = Steps(model, optax.adam(1e-3), microbatches=1, augmentation=None, seed=0,
-                  dtype=jnp.float32, positive_weight=1.0)  # fmt: skip
+    steps = Steps(model, optax.adam(1e-3), effective_batch_size=4, microbatch_size=4,
+                  augmentation=None, seed=0, dtype=jnp.float32, positive_weight=1.0)  # fmt: skip
     assert memory.candidates(16, 1) == [16, 8, 4, 2, 1] and memory.candidates(24, 4) == [
         24,
         12,
@@ -167,10 +168,9 @@ def test_auto_microbatch_is_the_largest_that_fits_and_is_cached(tmp_path):
     ]
     # Not monotonic on CPU: unrolled microbatches keep their own buffers alive, so 4 x 1 can
     # need more than 1 x 4. The search does not assume it is.
-    need = {m: steps.memory_bytes(m, 32, 4) for m in memory.candidates(4, 1)}
+    need = {m: steps.memory_bytes(m, 32) for m in memory.candidates(4, 1)}
     cache = tmp_path / "microbatch.json"
-    kw = dict(key="resnet_tiny|test", effective_batch_size=4, resolution=32, cache=cache,
-              log=lambda *_: None)  # fmt: skip
+    kw = dict(key="resnet_tiny|test", resolution=32, cache=cache, log=lambda *_: None)
     for budget in sorted(need.values()):  # brute force: the largest size within the budget
         expected = max(m for m, b in need.items() if b <= budget)
         assert memory.choose_microbatch(steps, budget_bytes=budget, **kw) == expected
@@ -182,7 +182,7 @@ def test_auto_microbatch_is_the_largest_that_fits_and_is_cached(tmp_path):
     steps.memory_bytes = lambda *a: pytest.fail("probed again despite the cache")
     assert memory.choose_microbatch(steps, budget_bytes=budget, **kw) == smallest_fit
     with pytest.raises(MemoryError, match="even a microbatch of 1"):
-        steps.memory_bytes = lambda m, r, e: 10**9
+        steps.memory_bytes = lambda m, r: 10**9
         memory.choose_microbatch(steps, budget_bytes=1, **{**kw, "resolution": 33})
 
 
@@ -194,7 +194,7 @@ def test_auto_microbatch_in_a_sweep(phantom_shards, tmp_path):
         from pathlib import Path
         from jcxr.train.sweep import run_sweep
         config = tiny({str(phantom_shards)!r}, train__epochs=1, train__microbatch_size="auto")
-        print(json.dumps(run_sweep(config, Path({str(tmp_path)!r}))["cells"]))
+        print(json.dumps(run_sweep(config, Path({str(tmp_path)!r})).to_json()["cells"]))
         """),
         env={"JCXR_CACHE_DIR": str(tmp_path / "cache")},
     )
@@ -243,7 +243,7 @@ def test_device_dataset_training_gives_identical_metrics(phantom_shards, tmp_pat
     runs = []
     for mode in ("off", "on"):
         config = tiny_config(phantom_shards, train__epochs=1, parallel__device_dataset=mode)
-        runs.append(run_sweep(config, tmp_path / mode)["cells"][0])
+        runs.append(run_sweep(config, tmp_path / mode).to_json()["cells"][0])
     assert runs[0]["metrics"] == runs[1]["metrics"] and runs[0]["history"] == runs[1]["history"]
 
 
@@ -264,6 +264,7 @@ def test_two_processes_train_together_on_disjoint_data(phantom_shards, tmp_path)
         import jax
         from jcxr._io import atomic_write_text
         from jcxr.data.pipeline import Loader
+        from jcxr import results as results_module
         from jcxr.train import cell, sweep
 
         seen, writes = [], []
@@ -278,9 +279,10 @@ def test_two_processes_train_together_on_disjoint_data(phantom_shards, tmp_path)
             writes.append(str(path))
             atomic_write_text(path, text)
         cell.atomic_write_text = sweep.atomic_write_text = recording_write
+        results_module.atomic_write_text = recording_write
 
         config = tiny({str(phantom_shards)!r}, train__epochs=1)
-        results = sweep.run_sweep(config, Path({str(tmp_path / "work")!r}))
+        results = sweep.run_sweep(config, Path({str(tmp_path / "work")!r})).to_json()
         print(json.dumps({{"process": jax.process_index(), "processes": jax.process_count(),
                           "devices": len(jax.devices()), "records": seen, "writes": writes,
                           "cells": results["cells"]}}))

@@ -22,7 +22,6 @@ from jcxr.train.config import defaults, validate
 from jcxr.train.metrics import binary_metrics
 from jcxr.train.step import Steps
 from jcxr.train.sweep import run_sweep
-from jcxr.train.tracking import Tracker
 
 from .helpers import tiny_config
 
@@ -32,12 +31,14 @@ REPO = Path(__file__).parent.parent
 # --------------------------------------------------------------------------- the step
 
 
-def make_steps(microbatches, tx, freeze_batchnorm=True):
+def make_steps(microbatch_size, tx, freeze_batchnorm=True):
+    """resnet_tiny steps over effective batches of 32 images."""
     model = models.create("resnet_tiny", num_outputs=1, rngs=__import__("flax").nnx.Rngs(5))
     return Steps(
         model,
         tx,
-        microbatches=microbatches,
+        effective_batch_size=32,
+        microbatch_size=microbatch_size,
         augmentation=None,
         seed=0,
         dtype=jnp.float32,
@@ -50,7 +51,7 @@ def test_accumulated_microbatches_give_the_same_update_as_one_batch():
     rng = np.random.default_rng(0)
     pixels = jnp.asarray(rng.integers(0, 256, (32, 32, 32)), jnp.uint8)
     labels = jnp.asarray(rng.integers(0, 2, 32), jnp.float32)
-    whole, split = make_steps(1, optax.sgd(0.1)), make_steps(4, optax.sgd(0.1))
+    whole, split = make_steps(32, optax.sgd(0.1)), make_steps(8, optax.sgd(0.1))
     before = jax.tree.map(np.asarray, whole.params)
     loss_whole = whole.step(pixels, labels, 0)["loss"]
     loss_split = split.step(pixels, labels, 0)["loss"]
@@ -72,7 +73,7 @@ def test_step_count_and_schedule_advance_per_effective_batch():
     config.optim.recipe = "one_cycle"
     config.optim.freeze_epochs = 1
     tx = optim.make_optimizer(config.optim, steps_per_epoch=3, epochs=3)
-    steps = make_steps(4, tx, freeze_batchnorm=False)
+    steps = make_steps(8, tx, freeze_batchnorm=False)
     pixels = jnp.zeros((32, 32, 32), jnp.uint8)
     labels = jnp.zeros(32, jnp.float32)
     body_before = np.asarray(steps.params["layer1"]["layers"][0]["conv1"]["kernel"][...])
@@ -139,8 +140,8 @@ def test_study_configs_parse_and_take_a_first_step(name, arg):
     tx = optim.make_optimizer(config.optim, steps_per_epoch=10, epochs=config.train.epochs)
     model = models.create(arch, num_outputs=1, head=config.model.head,
                           dropout=config.model.dropout)  # fmt: skip
-    steps = Steps(model, tx, microbatches=2, augmentation=None, seed=0, dtype=jnp.float32,
-                  positive_weight=1.0)  # fmt: skip
+    steps = Steps(model, tx, effective_batch_size=4, microbatch_size=2, augmentation=None,
+                  seed=0, dtype=jnp.float32, positive_weight=1.0)  # fmt: skip
     metrics = steps.step(jnp.zeros((4, 32, 32), jnp.uint8), jnp.array([0.0, 1.0, 0.0, 1.0]), 0)
     assert np.isfinite(float(metrics["loss"]))
 
@@ -179,28 +180,27 @@ def test_missing_shards_say_how_to_prepare(tmp_path):
 
 
 def test_own_phantom_shards_are_remade_when_the_phantoms_change(tmp_path, monkeypatch):
-    from jcxr.train.sweep import prepare_data
+    from jcxr.train.inputs import shards_for
 
     config = tiny_config("", data__prepare_if_missing=True, data__phantom_images=12)
-    log = Tracker(config, tmp_path, progress=False)  # W&B disabled in the suite
-    out = prepare_data(config, tmp_path, log)
+    out = shards_for(config, tmp_path)
     assert out == tmp_path / "shards"
     shard_32 = out / shards.read_manifest(out)["shards"]["32"][0]["file"]
     first = shard_32.stat().st_mtime_ns
     made = json.loads(shards.read_manifest(out)["phantoms"])
     assert made == {"num_images": 12, "seed": 0, "native": 512, "version": phantom.VERSION}
     config.sweep.resolutions = (32, 40)  # the same phantoms: only 40 px is added
-    prepare_data(config, tmp_path, log)
+    shards_for(config, tmp_path)
     assert shards.read_manifest(out)["resolutions"] == [32, 40]
     assert shard_32.stat().st_mtime_ns == first  # not rewritten
     config.sweep.resolutions = (40,)  # nothing to do, and 32 px stays listed
-    prepare_data(config, tmp_path, log)
+    shards_for(config, tmp_path)
     assert shards.read_manifest(out)["resolutions"] == [32, 40]
 
     monkeypatch.setattr(phantom, "VERSION", phantom.VERSION + 1)  # the drawing changed
     shard_40 = out / shards.read_manifest(out)["shards"]["40"][0]["file"]
     stale = shard_40.stat().st_mtime_ns
-    prepare_data(config, tmp_path, log)
+    shards_for(config, tmp_path)
     manifest = shards.read_manifest(out)
     assert json.loads(manifest["phantoms"])["version"] == phantom.VERSION
     assert manifest["resolutions"] == [40] and not (out / "res32").exists()
@@ -210,12 +210,12 @@ def test_own_phantom_shards_are_remade_when_the_phantoms_change(tmp_path, monkey
     monkeypatch.setattr(phantom, "VERSION", phantom.VERSION + 1)
     config.data.shards = str(out)
     remade = shard_40.stat().st_mtime_ns
-    assert prepare_data(config, tmp_path, log) == out
+    assert shards_for(config, tmp_path) == out
     assert shard_40.stat().st_mtime_ns == remade
 
 
 def test_foreign_shards_in_the_workdir_are_never_removed(tmp_path):
-    from jcxr.train.sweep import prepare_data
+    from jcxr.train.inputs import shards_for
 
     other = tmp_path / "other"
     phantom.generate(other, 8, seed=5, workers=1)
@@ -223,9 +223,8 @@ def test_foreign_shards_in_the_workdir_are_never_removed(tmp_path):
                    progress=False)  # fmt: skip
     config = tiny_config("", data__prepare_if_missing=True, data__phantom_images=12)
     config.sweep.resolutions = (40,)
-    log = Tracker(config, tmp_path, progress=False)  # W&B disabled in the suite
     with pytest.raises(ValueError, match="holds shards this sweep did not make"):
-        prepare_data(config, tmp_path, log)
+        shards_for(config, tmp_path)
     assert shards.read_manifest(tmp_path / "shards")["images"] == 8
 
 
@@ -240,7 +239,7 @@ def test_nan_loss_fails_the_cell_with_a_diagnostic_and_the_sweep_continues(
     config.sweep.only = ("resnet_tiny:32",)
     config.sweep.archs = ("resnet_tiny", "resnet18")
     config.optim.recipe = "adam"
-    results = run_sweep(config, tmp_path)
+    results = run_sweep(config, tmp_path).to_json()
     statuses = {(c["arch"], c["resolution"]): c["status"] for c in results["cells"]}
     assert statuses == {("resnet_tiny", 32): "failed", ("resnet18", 32): "failed",
                         ("resnet18", 48): "failed"}  # fmt: skip
@@ -261,7 +260,7 @@ def test_epoch_train_loss_is_the_mean_of_every_step_loss(phantom_shards, tmp_pat
     monkeypatch.setattr(Steps, "step", step)
     # Windows of 2 steps, flushed early at every 3rd-step checkpoint: uneven on purpose.
     config = tiny_config(phantom_shards, train__log_every=2, train__checkpoint_every=3)
-    history = run_sweep(config, tmp_path)["cells"][0]["history"]
+    history = run_sweep(config, tmp_path).to_json()["cells"][0]["history"]
     per_epoch = np.array(losses).reshape(config.train.epochs, -1).mean(axis=1)
     np.testing.assert_allclose([h["train_loss"] for h in history], per_epoch, rtol=1e-12)
 
@@ -291,15 +290,15 @@ def test_sigkill_mid_epoch_then_rerun_ends_with_identical_metrics(phantom_shards
     assert straight.returncode == 0, straight.stderr[-2000:]
     killer = textwrap.dedent(f"""
         import os, signal, sys
-        from jcxr.train import cell
-        original, saves = cell.Checkpoints.save, [0]
+        from jcxr.train.checkpoints import Checkpoints
+        original, saves = Checkpoints.save, [0]
         def save(self, step, steps, meta):
             original(self, step, steps, meta)
             self.manager.wait_until_finished()
             saves[0] += 1
             if saves[0] == 3:  # after the second mid-epoch checkpoint of epoch 1
                 os.kill(os.getpid(), signal.SIGKILL)
-        cell.Checkpoints.save = save
+        Checkpoints.save = save
         sys.argv = {run_cli(tmp_path / "killed", phantom_shards)[2:]!r}
         from jcxr.train.__main__ import run
         run()
@@ -330,7 +329,7 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
     config.train.epochs = 1
     config.logging.wandb = "offline"
     config.logging.progress = False
-    results = run_sweep(config, tmp_path)
+    results = run_sweep(config, tmp_path).to_json()
     assert [c["status"] for c in results["cells"]] == ["done"] * 4
     comp = results["comparisons"]["Mass"]
     assert comp["resolutions"] == [32, 48] and len(comp["p"]) == 2
@@ -357,7 +356,7 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
 def test_report_cli_rebuilds_and_publishes_a_wandb_report(phantom_shards, tmp_path, monkeypatch):
     config = tiny_config(phantom_shards, train__epochs=1)
     config.sweep.resolutions = (32, 48)
-    results = run_sweep(config, tmp_path)
+    results = run_sweep(config, tmp_path).to_json()
     (tmp_path / "report.html").unlink()
     out = subprocess.run([sys.executable, "-m", "jcxr.report", "--workdir", str(tmp_path)],
                          capture_output=True, text=True)  # fmt: skip
@@ -376,8 +375,8 @@ def test_report_cli_rebuilds_and_publishes_a_wandb_report(phantom_shards, tmp_pa
     # --wandb online (save intercepted): the report holds each label's table and panels
     import wandb_workspaces.reports.v2 as wr
 
+    from jcxr import tracking
     from jcxr.report.__main__ import main
-    from jcxr.train import tracking
 
     saved = []
     monkeypatch.delenv("WANDB_MODE")
@@ -450,7 +449,7 @@ def write_chexpert_from_phantoms(phantom_root: Path, root: Path) -> dict:
 
 
 def test_official_test_set_and_study_level_evaluation_end_to_end(tmp_path):
-    """CheXpert as seed 004 uses it: valid.csv is the test set and a study scores the max."""
+    """CheXpert as Chizari 2021 uses it: valid.csv is the test set and a study scores the max."""
     from jcxr.data import chexpert, load_table
 
     phantom_root, root = tmp_path / "phantoms", tmp_path / "chexpert"
@@ -464,7 +463,7 @@ def test_official_test_set_and_study_level_evaluation_end_to_end(tmp_path):
     config.data.train_fraction, config.data.val_fraction = 0.8, 0.2
     config.eval.study_level = True
     config.sweep.labels = ("Cardiomegaly",)
-    results = run_sweep(config, tmp_path / "work")
+    results = run_sweep(config, tmp_path / "work").to_json()
     cell = results["cells"][0]
     valid = np.flatnonzero(table.official_split == "test")
     assert len(valid) == counts["valid"]
@@ -493,22 +492,22 @@ def cell_id(cell):
 
 
 def cell_splits(config, shard_dir):
-    from jcxr.train.cell import label_data
+    from jcxr.train.inputs import label_data_for
 
-    data = label_data(config, shard_dir, config.sweep.labels[0])
+    data = label_data_for(config, shard_dir, config.sweep.labels[0])
     return np.concatenate([data.splits["train"], data.splits["val"]])
 
 
 def test_per_study_reduction_matches_chexpert_study_scores():
     from jcxr.data import chexpert
-    from jcxr.train.cell import _per_study
+    from jcxr.train.evaluate import per_study
 
     rng = np.random.default_rng(0)
     study = rng.choice(np.array(["a", "b", "c", "d"]), 30)
     records = rng.permutation(30)
     probs = rng.random(30).astype(np.float32)
     labels = (rng.random(30) < 0.4).astype(np.float32)
-    got_records, got_labels, got_probs = _per_study(study, records, labels, probs)
+    got_records, got_labels, got_probs = per_study(study, records, labels, probs)
     studies, expected = chexpert.study_scores(study, probs)
     np.testing.assert_allclose(got_probs, expected)
     for s, r, y in zip(studies, got_records, got_labels, strict=True):
@@ -517,11 +516,11 @@ def test_per_study_reduction_matches_chexpert_study_scores():
 
 def test_official_split_needs_a_source_that_has_one(phantom_shards):
     from jcxr.data.table import DataError
-    from jcxr.train.cell import label_data
+    from jcxr.train.inputs import label_data_for
 
     config = tiny_config(phantom_shards, data__test_split="official")
     with pytest.raises(DataError, match="no official test set"):
-        label_data(config, phantom_shards, "Mass")
+        label_data_for(config, phantom_shards, "Mass")
     config = tiny_config(phantom_shards, eval__study_level=True)
     with pytest.raises(DataError, match="no study IDs"):
-        label_data(config, phantom_shards, "Mass")
+        label_data_for(config, phantom_shards, "Mass")

@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("describe", help="counts from the metadata alone (no images needed)")
     d.add_argument("source", choices=SOURCES)
     d.add_argument("--root", required=True, type=Path)
-    d.add_argument("--label", help="also describe seed 001's subsample for this label")
+    d.add_argument(
+        "--label", help="also describe Sabottke & Spieler 2020's subsample for this label"
+    )
     d.add_argument("--subsample-size", type=int, default=20_000)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true")

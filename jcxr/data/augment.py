@@ -1,11 +1,11 @@
-"""Augmentation and normalisation on the accelerator, inside jit.
+"""Augmentation on the accelerator, inside jit.
 
-The host ships uint8 ``[B, R, R]`` pixels; :func:`augment` applies seed 001's augmentations
-(random rotation up to ``max_rotation`` degrees, scale and translation with black padding,
-horizontal flip, brightness and contrast) as one bilinear resampling per image, deterministic
-from a key (derive it from ``(seed, step)``). :func:`normalise` makes the float input the
-ImageNet-initialised models expect: ``[B, R, R, 3]``, grey repeated, ImageNet mean/std.
-The same code makes the test-time-augmentation views.
+The host ships uint8 ``[B, R, R]`` pixels; :func:`augment` applies Sabottke & Spieler 2020's
+augmentations (random rotation up to ``max_rotation`` degrees, scale and translation with black
+padding, horizontal flip, brightness and contrast) as one bilinear resampling per image,
+deterministic from a key (derive it from ``(seed, step)``). The same code makes the
+test-time-augmentation views. The models' own input normalisation is
+:func:`jcxr.models.normalise`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-
-# numpy, not jnp: creating a device array at import would start the XLA backend before
-# jax.distributed.initialize can run.
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +84,3 @@ def warp(image, angle, scale=1.0, shift=(0.0, 0.0), flip=False):
     return jax.scipy.ndimage.map_coordinates(
         image, [src_y, src_x], order=1, mode="constant", cval=0.0
     )
-
-
-def normalise(images: jax.Array, dtype=jnp.float32) -> jax.Array:
-    """``[B, R, R]`` in [0, 1] -> ``[B, R, R, 3]`` ImageNet-normalised, grey repeated."""
-    rgb = jnp.repeat(images[..., None], 3, axis=-1)
-    return ((rgb - IMAGENET_MEAN) / IMAGENET_STD).astype(dtype)

@@ -35,7 +35,7 @@ LABELS = (
 )
 POLICIES = ("ones", "zeros", "ignore")
 PRESETS = {
-    # Seed 004 (Chizari 2021), after Irvin et al.'s best policy per task.
+    # Chizari 2021, after Irvin et al.'s best policy per task.
     "chizari2021": {
         "Atelectasis": "ones",
         "Cardiomegaly": "zeros",
@@ -118,7 +118,7 @@ def read_dataset(root: str | Path, **options) -> Table:
     """``train.csv`` and, when present, ``valid.csv`` as one table (same ``options`` as
     :func:`read_metadata`), with ``official_split`` "train" / "test": CheXpert's official test
     set is hidden, so its validation set (200 studies, radiologist-labelled) serves as the
-    independent test set, as in seed 004.
+    independent test set, as in Chizari 2021.
     """
     root = Path(root)
     parts = [read_metadata(root, "train", **options)]
@@ -155,7 +155,7 @@ def study_labels(table: Table) -> tuple[np.ndarray, np.ndarray]:
 
 
 def study_scores(study_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image scores -> per-study scores, the max over a study's views (seed 004)."""
+    """Per-image scores -> per-study scores, the max over a study's views (Chizari 2021)."""
     studies, inverse = np.unique(study_ids, return_inverse=True)
     out = np.full(studies.size, -np.inf)
     np.maximum.at(out, inverse, scores)

@@ -237,7 +237,7 @@ def _manifest(table, out, resolutions, n_shards, kept, method, square, skipped) 
             if values is not None
         }
         np.savez(
-            out / f"res{r}" / "index.npz",
+            index_path(out, r),
             image_id=sub.image_ids,
             patient_id=sub.patient_ids,
             labels=sub.labels,
@@ -278,6 +278,35 @@ def read_manifest(shards: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def index_path(shards: str | Path, resolution: int) -> Path:
+    """Where the record index of the ``resolution`` px shards is: the one place that knows."""
+    return Path(shards) / f"res{resolution}" / "index.npz"
+
+
+def read_index(shards: str | Path, resolution: int) -> Table:
+    """The records of the ``resolution`` px shards as a :class:`Table`, in record order
+    (``image_ids`` double as ``paths``: a record has no file of its own)."""
+    manifest = read_manifest(shards)
+    path = index_path(shards, resolution)
+    if not path.is_file():
+        raise DataError(
+            f"{path}: no record index; prepared resolutions are {manifest['resolutions']}"
+        )
+    with np.load(path) as index:
+        return Table(
+            source=manifest["source"],
+            image_ids=index["image_id"],
+            patient_ids=index["patient_id"],
+            label_names=tuple(manifest["label_names"]),
+            labels=index["labels"],
+            views=index["view"],
+            paths=index["image_id"],
+            csv_sha256=manifest.get("source_csv_sha256", ""),
+            study_ids=index["study_id"] if "study_id" in index else None,
+            official_split=index["official_split"] if "official_split" in index else None,
+        )
+
+
 def shard_paths(shards: str | Path, resolution: int) -> list[str]:
     manifest = read_manifest(shards)
     if str(resolution) not in manifest["shards"]:
@@ -299,7 +328,7 @@ def verify(shards: str | Path) -> list[str]:
     manifest = read_manifest(shards)
     problems = []
     for r in manifest["resolutions"]:
-        index = np.load(shards / f"res{r}" / "index.npz")
+        image_ids = read_index(shards, r).image_ids
         count = 0
         for entry in manifest["shards"][str(r)]:
             path = shards / entry["file"]
@@ -312,10 +341,7 @@ def verify(shards: str | Path) -> list[str]:
             reader = ArrayRecordReader(str(path))
             for record in reader.read_all():
                 header = decode_header(record)
-                if (
-                    count >= len(index["image_id"])
-                    or header["image_id"] != index["image_id"][count]
-                ):
+                if count >= len(image_ids) or header["image_id"] != image_ids[count]:
                     problems.append(
                         f"{entry['file']}: record {count} is {header['image_id']}, "
                         "out of order with the index"

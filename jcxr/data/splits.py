@@ -1,4 +1,5 @@
-"""Patient-grouped splits, k-fold cross-validation and seed 001's per-label subsample.
+"""Patient-grouped splits, k-fold cross-validation and Sabottke & Spieler 2020's per-label
+subsample.
 
 Every function is deterministic from its seed and independent of the CSV's row order: patients
 are sorted by ID before being shuffled, and images within a split are returned in sorted order.
@@ -82,7 +83,8 @@ def kfold(table: Table, k: int, *, seed: int = 0, split_by: str = "patient") -> 
 
 @dataclasses.dataclass(frozen=True)
 class Subsample:
-    """Seed 001's per-label subsample: all positives + random negatives up to ``size``."""
+    """Sabottke & Spieler 2020's per-label subsample: all positives + random negatives up to
+    ``size``."""
 
     label: str
     rows: np.ndarray  # row indices into the table, sorted by image ID

@@ -25,7 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jcxr.data.shards import decode_header, decode_pixels, read_manifest, shard_paths
+from jcxr.data.shards import (
+    decode_header,
+    decode_pixels,
+    read_index,
+    read_manifest,
+    shard_paths,
+)
 from jcxr.data.table import DataError
 
 NAME = "jcxr_shards"
@@ -102,7 +108,7 @@ def _builder_class():
             from array_record.python.array_record_module import ArrayRecordReader
 
             shards, r = Path(self.builder_config.shards), self.builder_config.resolution
-            index = np.load(shards / f"res{r}" / "index.npz")
+            labels = read_index(shards, r).labels
             record = 0
             for path in shard_paths(shards, r):
                 reader = ArrayRecordReader(path)
@@ -112,7 +118,7 @@ def _builder_class():
                         record,
                         {
                             "image": decode_pixels(raw, r),
-                            "labels": index["labels"][record].astype(np.float32),
+                            "labels": labels[record].astype(np.float32),
                             "record": record,
                             "image_id": header["image_id"],
                             "patient_id": header["patient_id"],

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jcxr.models import densenet, efficientnet, resnet
@@ -36,6 +38,7 @@ __all__ = [
     "create",
     "from_torchvision",
     "list_archs",
+    "normalise",
     "torch_head",
 ]
 
@@ -44,6 +47,16 @@ def list_archs(*, torchvision_only: bool = False) -> list[str]:
     """Every architecture name ``create`` accepts; with ``torchvision_only`` just those that
     have torchvision counterparts (and ImageNet weights), i.e. all but ``resnet_tiny``."""
     return [a for a in _FAMILIES if not (torchvision_only and a in resnet.NOT_TORCHVISION)]
+
+
+def normalise(images: jax.Array, dtype=jnp.float32) -> jax.Array:
+    """``[B, R, R]`` grey in [0, 1] -> ``[B, R, R, 3]`` as the ImageNet weights expect: grey
+    repeated to RGB, then ImageNet mean/std per channel."""
+    # numpy constants, made at call time: a device array made at import would start the XLA
+    # backend before jax.distributed.initialize can run.
+    mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+    rgb = jnp.repeat(images[..., None], 3, axis=-1)
+    return ((rgb - mean) / std).astype(dtype)
 
 
 def torch_head(arch: str) -> str:

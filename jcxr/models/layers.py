@@ -330,7 +330,8 @@ class ConcatPoolHead(nnx.Module):
 
 
 class MLPHead(nnx.Module):
-    """Seed 002's top: average pool -> 3 dense layers, ReLU and dropout between."""
+    """Cardona Cardenas et al. 2020's top: average pool -> 3 dense layers, ReLU and dropout
+    between."""
 
     def __init__(
         self,

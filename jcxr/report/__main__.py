@@ -30,11 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.wandb:
         import ml_collections
 
-        from jcxr.train.tracking import Tracker
+        from jcxr.results import SweepResult
+        from jcxr.tracking import Tracker
 
         config = ml_collections.ConfigDict(json.loads((args.workdir / "config.json").read_text()))
         tracker = Tracker(config, args.workdir, mode="online")
-        results = json.loads((args.workdir / "results.json").read_text())
+        results = SweepResult.load(args.workdir)
         tracker.summary_run(results, figures, report)
         if tracker.mode != "online":
             where = (

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jcxr.results import Comparison, SweepResult
 
-def markdown_table(comparison: dict) -> str:
+
+def markdown_table(comparison: Comparison) -> str:
     """AUC ± DeLong SD and 95% CI per resolution, and the adjusted p against the best one."""
-    res, best = comparison["resolutions"], comparison["best_resolution"]
+    res, best = comparison.resolutions, comparison.best_resolution
     b = res.index(best)
     lines = [
-        f"| resolution | AUC | DeLong SD | 95% CI | {comparison['correction']} p vs {best}px |",
+        f"| resolution | AUC | DeLong SD | 95% CI | {comparison.correction} p vs {best}px |",
         "|---:|---:|---:|---:|---:|",
     ]
     for i, r in enumerate(res):
-        lo, hi = comparison["ci"][i]
-        p = "-" if i == b else f"{comparison['p_adjusted'][i][b]:.3g}"
+        lo, hi = comparison.ci[i]
+        p = "-" if i == b else f"{comparison.p_adjusted[i][b]:.3g}"
         lines.append(
-            f"| {r}px | {comparison['auc'][i]:.3f} | {comparison['se'][i]:.3f} | "
+            f"| {r}px | {comparison.auc[i]:.3f} | {comparison.se[i]:.3f} | "
             f"{lo:.3f}-{hi:.3f} | {p} |"
         )
     return "\n".join(lines)
@@ -33,14 +35,14 @@ def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def build(results: dict, figures: list[Path], *, project: str, entity: str | None = None):
+def build(results: SweepResult, figures: list[Path], *, project: str, entity: str | None = None):
     """The report object (``wandb_workspaces.reports.v2.Report``); ``.save()`` publishes it.
 
     ``entity=None`` means the API key's default entity (resolved online).
     """
     import wandb_workspaces.reports.v2 as wr
 
-    name = results["name"]
+    name = results.name
     group = f"Metric('Group') == {_quote(name)}"
     blocks = [
         wr.P(
@@ -51,7 +53,7 @@ def build(results: dict, figures: list[Path], *, project: str, entity: str | Non
         ),
         wr.TableOfContents(),
     ]
-    for label, comp in results["comparisons"].items():
+    for label, comp in results.comparisons.items():
         runs = wr.Runset(
             entity=entity or "",
             project=project,
@@ -61,9 +63,9 @@ def build(results: dict, figures: list[Path], *, project: str, entity: str | Non
         blocks += [
             wr.H2(label),
             wr.P(
-                f"{comp['arch']}, seed {comp['seed']}, {comp['split']} set "
-                f"({comp['n_positive']} positive / {comp['n_negative']} negative). "
-                f"Best resolution: {comp['best_resolution']}px."
+                f"{comp.arch}, seed {comp.seed}, {comp.split} set "
+                f"({comp.n_positive} positive / {comp.n_negative} negative). "
+                f"Best resolution: {comp.best_resolution}px."
             ),
             wr.MarkdownBlock(markdown_table(comp)),
             wr.PanelGrid(
@@ -99,7 +101,7 @@ def build(results: dict, figures: list[Path], *, project: str, entity: str | Non
     )
 
 
-def publish(results: dict, figures: list[Path], *, project: str, entity: str | None = None):
+def publish(results: SweepResult, figures: list[Path], *, project: str, entity: str | None = None):
     """Save the report to W&B (online); returns its URL."""
     report = build(results, figures, project=project, entity=entity)
     report.save()

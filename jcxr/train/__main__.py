@@ -34,8 +34,9 @@ def main(argv):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.WARNING)  # orbax narrates every save at INFO
     from jcxr.data.table import DataError
+    from jcxr.results import console_summary
     from jcxr.train.config import validate
-    from jcxr.train.sweep import run_sweep, summary_table
+    from jcxr.train.sweep import run_sweep
 
     config = _CONFIG.value
     try:
@@ -47,8 +48,8 @@ def main(argv):
         results = run_sweep(config, workdir)
     except DataError as error:
         sys.exit(f"error: {error}")
-    print(summary_table(results))
-    failed = [c for c in results["cells"] if c["status"] != "done"]
+    print(console_summary(results))
+    failed = [c for c in results.cells if not c.done]
     print(f"\nresults: {workdir / 'results.json'}  {workdir / 'results.csv'}")
     print(f"report:  {workdir / 'report.html'}")
     if failed:

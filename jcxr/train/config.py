@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
-SOURCES = ("phantom", "nih", "chexpert", "padchest")
+from jcxr.data import check_source
+
 RECIPES = ("adam", "one_cycle", "rmsprop_plateau")
 LOSSES = ("weighted_bce", "class_weights", "bce")
 DTYPES = ("float32", "bfloat16")
@@ -28,13 +29,14 @@ def defaults() -> ml_collections.ConfigDict:
     c.data.phantom_images = 1600
     c.data.phantom_seed = 0
     c.data.resize = "bilinear"
-    c.data.split_by = "patient"  # or "image" (seed 001's unstated choice; leaks)
+    c.data.split_by = "patient"  # or "image" (Sabottke & Spieler 2020's unstated choice; leaks)
     c.data.train_fraction = 0.7
     c.data.val_fraction = 0.15  # the rest is the test set (0 = no test set)
     # "official": the source's own test set (NIH test_list.txt, CheXpert valid.csv); train and
     # val then split the rest in the ratio train_fraction : val_fraction
     c.data.test_split = "random"
-    c.data.subsample_size = 0  # seed 001: all positives + negatives up to this; 0 = all images
+    # Sabottke & Spieler 2020: all positives + negatives up to this; 0 = all images
+    c.data.subsample_size = 0
     c.data.split_seed = 0
 
     c.sweep = ml_collections.ConfigDict()
@@ -42,7 +44,7 @@ def defaults() -> ml_collections.ConfigDict:
     c.sweep.resolutions = (64,)
     c.sweep.archs = ("resnet34",)
     c.sweep.seeds = (0,)
-    # "arch:resolution" pairs: an arch named here runs only at its listed resolutions (seed 004
+    # "arch:resolution" pairs: an arch named here runs only at its listed resolutions (Chizari 2021
     # trains each EfficientNet at its own native size).
     c.sweep.only = ()
 
@@ -86,10 +88,12 @@ def defaults() -> ml_collections.ConfigDict:
 
     c.eval = ml_collections.ConfigDict()
     c.eval.batch_size = 128
-    c.eval.tta_views = 0  # extra augmented views averaged with the original (seed 001: 4)
-    c.eval.study_level = False  # CheXpert: score a study by the max over its views (seed 004)
+    # extra augmented views averaged with the original (Sabottke & Spieler 2020: 4)
+    c.eval.tta_views = 0
+    c.eval.study_level = False  # CheXpert: score a study by the max over its views (Chizari 2021)
     c.eval.compare_on = "test"  # split for the DeLong comparison; "val" if there is no test set
-    c.eval.reference_resolution = 320  # denominator of the AUC ratio figure (seed 001 Fig 3)
+    # denominator of the AUC ratio figure (Sabottke & Spieler 2020 Fig 3)
+    c.eval.reference_resolution = 320
 
     c.parallel = ml_collections.ConfigDict()
     # How cells use the devices: "data_parallel" (each cell on every device, batch sharded),
@@ -121,7 +125,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if value not in options:
             raise ValueError(f"config.{field} = {value!r}; expected one of {list(options)}")
 
-    choice("data.source", config.data.source, SOURCES)
+    check_source(config.data.source, field="config.data.source")
     choice("data.split_by", config.data.split_by, ("patient", "image"))
     choice("data.test_split", config.data.test_split, ("random", "official"))
     choice("optim.recipe", config.optim.recipe, RECIPES)

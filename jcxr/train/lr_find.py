@@ -1,10 +1,10 @@
 """python -m jcxr.train.lr_find --config configs/NAME.py [--config.FIELD=VALUE] [--workdir DIR]
 
-Smith's learning-rate range test (seed 001 chose its rate this way): train the config's first
-(label, resolution, arch) cell for up to ``--steps`` updates while the rate grows exponentially
-from ``--min-lr`` to ``--max-lr``; stop when the smoothed loss exceeds 4x its minimum. Saves
-``lr_find.png`` and ``lr_find.json`` (rates, losses, suggestion) in the workdir. The suggestion
-is the rate at the steepest descent of the smoothed loss.
+Smith's learning-rate range test (Sabottke & Spieler 2020 chose their rate this way): train the
+config's first (label, resolution, arch) cell for up to ``--steps`` updates while the rate grows
+exponentially from ``--min-lr`` to ``--max-lr``; stop when the smoothed loss exceeds 4x its
+minimum. Saves ``lr_find.png`` and ``lr_find.json`` (rates, losses, suggestion) in the workdir.
+The suggestion is the rate at the steepest descent of the smoothed loss.
 """
 
 from __future__ import annotations
@@ -37,19 +37,16 @@ def suggest(rates: np.ndarray, losses: np.ndarray, beta: float = 0.9) -> tuple[n
 
 
 def range_test(config, workdir: Path, steps: int, min_lr: float, max_lr: float) -> dict:
-    import jax.numpy as jnp
-
     from jcxr.data.pipeline import Loader
-    from jcxr.train.cell import Cell, build_steps, label_data
+    from jcxr.results import Cell
+    from jcxr.train.build import build_steps
+    from jcxr.train.inputs import label_data_for, shards_for
     from jcxr.train.optim import make_optimizer
-    from jcxr.train.sweep import prepare_data
-    from jcxr.train.tracking import Tracker
 
-    log = Tracker(config, workdir, mode="disabled", progress=config.logging.progress)
-    shard_dir = prepare_data(config, workdir, log)
+    shard_dir = shards_for(config, workdir)
     s = config.sweep
     cell = Cell(s.labels[0], s.resolutions[0], s.archs[0], s.seeds[0])
-    data = label_data(config, shard_dir, cell.label)
+    data = label_data_for(config, shard_dir, cell.label)
     loader = Loader(
         shard_dir,
         cell.resolution,
@@ -68,7 +65,7 @@ def range_test(config, workdir: Path, steps: int, min_lr: float, max_lr: float) 
     step = 0
     while step < steps:
         for batch in loader:
-            runner.opt_state.hyperparams["learning_rate"] = jnp.asarray(schedule[step], jnp.float32)
+            runner.set_learning_rate(schedule[step])
             loss = float(runner.step(batch["pixels"], batch["label"], step)["loss"])
             rates.append(float(schedule[step]))
             losses.append(loss)

@@ -52,7 +52,6 @@ def choose_microbatch(
     steps,
     *,
     key: str,
-    effective_batch_size: int,
     resolution: int,
     budget_bytes: int,
     cache: Path | None = None,
@@ -61,8 +60,10 @@ def choose_microbatch(
     """The largest candidate whose compiled step needs at most ``budget_bytes`` per device.
 
     ``key`` names the model (architecture, head, dtype, remat); the device kind, device count,
-    resolution, effective batch and budget are added here.
+    resolution, effective batch (``steps``') and budget are added here. Does not change
+    ``steps``: the caller sets the answer with :meth:`Steps.set_microbatch_size`.
     """
+    effective_batch_size = steps.effective_batch_size
     device = steps.mesh.devices.flat[0]
     full_key = (
         f"{key}|{resolution}px|E{effective_batch_size}|{device.device_kind}x{steps.mesh.size}|"
@@ -75,7 +76,7 @@ def choose_microbatch(
     probed = {}
     chosen = None
     for m in candidates(effective_batch_size, steps.mesh.size):
-        probed[m] = steps.memory_bytes(m, resolution, effective_batch_size)
+        probed[m] = steps.memory_bytes(m, resolution)
         if probed[m] <= budget_bytes:
             chosen = m
             break

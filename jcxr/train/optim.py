@@ -1,11 +1,12 @@
 """The seed studies' optimisation recipes, assembled from optax pieces.
 
-* ``adam`` (seed 001): Adam at a fixed rate.
-* ``one_cycle`` (seed 004): body frozen for ``freeze_epochs`` while the head trains with its
+* ``adam`` (Sabottke & Spieler 2020): Adam at a fixed rate.
+* ``one_cycle`` (Chizari 2021): body frozen for ``freeze_epochs`` while the head trains with its
   own one-cycle schedule, then both train with one-cycle schedules at discriminative rates;
   Adam(b1, b2) with decoupled weight decay.
-* ``rmsprop_plateau`` (seed 002): RMSprop; the rate is multiplied by ``plateau_factor`` after
-  ``plateau_patience`` epochs without validation-loss improvement (:class:`Plateau`).
+* ``rmsprop_plateau`` (Cardona Cardenas et al. 2020): RMSprop; the rate is multiplied by
+  ``plateau_factor`` after ``plateau_patience`` epochs without validation-loss improvement
+  (:class:`Plateau`).
 
 Every recipe wraps its rates in ``optax.inject_hyperparams`` so that the current rate can be
 logged (and, for the plateau recipe, changed between epochs without recompiling).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -78,6 +80,12 @@ def current_learning_rates(opt_state) -> dict[str, jax.Array]:
 def scale_learning_rate(opt_state, factor: float):
     """The plateau recipe's rate times ``factor`` (host side, between epochs)."""
     opt_state.hyperparams["learning_rate"] = opt_state.hyperparams["learning_rate"] * factor
+    return opt_state
+
+
+def set_learning_rate(opt_state, rate: float):
+    """A single-rate recipe's rate for the next updates set to ``rate`` (host side)."""
+    opt_state.hyperparams["learning_rate"] = jnp.asarray(rate, jnp.float32)
     return opt_state
 
 

@@ -19,8 +19,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jcxr.data.augment import Augmentation, augment, key_for, normalise
-from jcxr.train import parallel
+from jcxr.data.augment import Augmentation, augment, key_for
+from jcxr.models import normalise
+from jcxr.train import optim, parallel
 
 
 def bce_terms(logits, labels, positive_weight, negative_weight):
@@ -38,7 +39,11 @@ class Steps:
 
     State lives outside the model as pytrees: ``params``, ``others`` (BatchNorm statistics and
     RNG state) and ``opt_state``, replicated over ``mesh`` (default: the first local device);
-    the train step donates all three.
+    the train step donates all three. ``Steps`` is their only writer: read them through
+    :attr:`state`, replace them with :meth:`load_state`.
+
+    It also owns the batch split: ``effective_batch_size`` images per update, in microbatches of
+    ``microbatch_size`` (:meth:`set_microbatch_size` changes it, e.g. once memory is probed).
     """
 
     def __init__(
@@ -46,7 +51,8 @@ class Steps:
         model: nnx.Module,
         tx: optax.GradientTransformation,
         *,
-        microbatches: int,
+        effective_batch_size: int,
+        microbatch_size: int,
         augmentation: Augmentation | None,
         seed: int,
         dtype,
@@ -67,7 +73,8 @@ class Steps:
         self.tx = tx
         self.params, self.others = parallel.replicate((params, others), self.mesh)
         self.opt_state = parallel.replicate(tx.init(self.params), self.mesh)
-        self.microbatches = microbatches
+        self.effective_batch_size = int(effective_batch_size)
+        self.set_microbatch_size(microbatch_size)
         self.augmentation = augmentation
         self.seed = seed
         self.dtype = dtype
@@ -139,6 +146,47 @@ class Steps:
             probs = probs + jax.nn.sigmoid(model(normalise(views, self.dtype))[:, 0])
         return probs / (self.tta_views + 1), logits
 
+    @property
+    def microbatches(self) -> int:
+        """Microbatches per optimiser update: ``effective_batch_size / microbatch_size``."""
+        return self.effective_batch_size // self.microbatch_size
+
+    def set_microbatch_size(self, microbatch_size: int) -> None:
+        """Split every effective batch into microbatches of ``microbatch_size`` images: it must
+        divide the effective batch and shard evenly over the mesh."""
+        if microbatch_size < 1 or self.effective_batch_size % microbatch_size:
+            raise ValueError(
+                f"microbatch_size = {microbatch_size} must divide effective_batch_size = "
+                f"{self.effective_batch_size}"
+            )
+        parallel.check_divisible("microbatch_size", microbatch_size, self.mesh)
+        self.microbatch_size = int(microbatch_size)
+
+    @property
+    def state(self) -> dict:
+        """What a checkpoint holds: ``{"params", "others", "opt_state"}`` (device arrays)."""
+        return {"params": self.params, "others": self.others, "opt_state": self.opt_state}
+
+    def load_state(self, state: dict) -> None:
+        """Continue from ``state`` (as :attr:`state` gives it, e.g. restored from a checkpoint)."""
+        self.params, self.others, self.opt_state = (
+            state["params"],
+            state["others"],
+            state["opt_state"],
+        )
+
+    def learning_rates(self) -> dict:
+        """The rates of the latest update (see :func:`jcxr.train.optim.current_learning_rates`)."""
+        return optim.current_learning_rates(self.opt_state)
+
+    def set_learning_rate(self, rate: float) -> None:
+        """Set a single-rate recipe's learning rate for the next updates (host side)."""
+        self.opt_state = optim.set_learning_rate(self.opt_state, rate)
+
+    def scale_learning_rate(self, factor: float) -> None:
+        """Multiply a single-rate recipe's learning rate by ``factor`` (reduce on plateau)."""
+        self.opt_state = optim.scale_learning_rate(self.opt_state, factor)
+
     def step(self, pixels, labels, step: int) -> dict:
         """One optimiser update on an effective batch; returns device metrics (no sync).
 
@@ -158,13 +206,13 @@ class Steps:
         probs, logits = self.eval_step(self.params, self.others, self._put(pixels, axis=0))
         return parallel.local_rows(probs), parallel.local_rows(logits)
 
-    def memory_bytes(self, microbatch_size: int, resolution: int, effective_batch_size: int) -> int:
+    def memory_bytes(self, microbatch_size: int, resolution: int) -> int:
         """Peak bytes per device of the compiled train step at ``microbatch_size`` (global).
 
         Compiles the step for those shapes (``lower().compile()``), never runs it, and reads
         XLA's memory analysis: arguments + outputs + temporaries - donated (aliased) bytes.
         """
-        a, m = effective_batch_size // microbatch_size, microbatch_size
+        a, m = self.effective_batch_size // microbatch_size, microbatch_size
         shard = parallel.batch_sharding(self.mesh, axis=1)
         pixels = jax.ShapeDtypeStruct((a, m, resolution, resolution), jnp.uint8, sharding=shard)
         labels = jax.ShapeDtypeStruct((a, m), jnp.float32, sharding=shard)
@@ -183,7 +231,3 @@ class Steps:
         if isinstance(x, jax.Array) and jax.process_count() == 1:
             return jax.device_put(x, parallel.batch_sharding(self.mesh, axis))
         return parallel.global_batch(np.asarray(x), self.mesh, axis)
-
-    def model(self) -> nnx.Module:
-        """The current model (eval mode), e.g. for saving or Grad-CAM."""
-        return nnx.merge(self.eval_graph, self.params, self.others)
