@@ -1,4 +1,4 @@
-"""Seed 002 (Cardona Cardenas et al. 2020): cardiomegaly, PadChest train, OpenI external test.
+"""Cardona Cardenas et al. 2020: cardiomegaly, PadChest train, OpenI external test.
 
 Not runnable yet: jcxr has no PadChest or OpenI source, and the run stops with a message saying
 so. The recipe is here so that it runs unchanged once they exist: EfficientNet-B2 and

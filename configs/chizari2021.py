@@ -1,4 +1,4 @@
-"""Seed 004 (Chizari 2021): CheXpert, 5 tasks x 5 resolutions x model scaling, 5 seeds.
+"""Chizari 2021: CheXpert, 5 tasks x 5 resolutions x model scaling, 5 seeds.
 
     python -m jcxr.data prepare --source chexpert --root /data/CheXpert-v1.0 --resize lanczos \\
         --resolutions 160,240,320,400,480,224,260,300,380,456 --out /data/chexpert-shards

@@ -8,7 +8,8 @@ detected at 32 px (AUC 0.77-0.91).
 
 Augmentation is left-right flips only, which move pixels exactly. Rotation, zoom and sub-pixel
 shifts resample the image bilinearly, which blurs a 2-3 px nodule into the faint vessels around
-it: with seed 001's geometric augmentation the 128 px nodule cell stayed at chance for 7 epochs.
+it: with Sabottke & Spieler 2020's geometric augmentation the 128 px nodule cell stayed at
+chance for 7 epochs.
 Brightness and contrast jitter slowed it too (validation AUC 0.85 at epoch 6 against 0.97 at
 epoch 3 without, on one seed). Measured in docs/benchmarks.md.
 """
@@ -26,7 +27,8 @@ def get_config():
     c.sweep.resolutions = (32, 64, 128)
     c.sweep.archs = ("resnet_tiny",)
     c.sweep.seeds = (0,)
-    c.model.head = "concat_pool"  # seed 001 and 004: max-pooling keeps small focal findings
+    # Sabottke & Spieler 2020 and Chizari 2021: max-pooling keeps small focal findings
+    c.model.head = "concat_pool"
     c.optim.recipe = "adam"
     c.optim.learning_rate = 1e-3
     c.train.epochs = 7

@@ -1,4 +1,4 @@
-"""Seed 001 (Sabottke & Spieler 2020): NIH ChestX-ray14, one binary network per label.
+"""Sabottke & Spieler 2020: NIH ChestX-ray14, one binary network per label.
 
     python -m jcxr.train --config configs/sabottke2020.py:A --config.data.root=/data/nih \\
         --config.model.pretrained=weights/resnet34   # from `python -m jcxr.models.port`

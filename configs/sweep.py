@@ -1,6 +1,7 @@
-"""The main job: seed 001's grid (8 labels x 9 resolutions, ResNet34, 3 epochs) on NIH, with a
-constant effective batch at every resolution (seed 004's critique of a batch that shrinks with
-resolution): 32 images per update, accumulated over microbatches where memory needs it.
+"""The main job: Sabottke & Spieler 2020's grid (8 labels x 9 resolutions, ResNet34, 3 epochs) on
+NIH, with a constant effective batch at every resolution (Chizari 2021's critique of a batch that
+shrinks with resolution): 32 images per update, accumulated over microbatches where memory
+needs it.
 
     python -m jcxr.data prepare --source nih --root /data/nih --out /data/nih-shards \\
         --resolutions 32,64,128,224,256,320,448,512,600

@@ -27,7 +27,7 @@ METHODS_COUNTS = {
     "Mass": (5782, 2139),
     "Nodule": (6331, 2705),
 }
-# Seed 001, Table 1, "Loss Function Weight".
+# Sabottke & Spieler 2020, Table 1, "Loss Function Weight".
 SABOTTKE_WEIGHTS = {
     "Emphysema": 6.949,
     "Cardiomegaly": 6.205,
