@@ -135,7 +135,11 @@ def load_config(name, arg=None):
                                       ("cardenas2020", None)])  # fmt: skip
 def test_study_configs_parse_and_take_a_first_step(name, arg):
     config = load_config(name, arg)
-    validate(config)
+    if config.data.source == "padchest":  # its recipe runs; its data source does not exist yet
+        with pytest.raises(ValueError, match="no PadChest/OpenI source yet"):
+            validate(config)
+    else:
+        validate(config)
     arch = config.sweep.archs[0]
     tx = optim.make_optimizer(config.optim, steps_per_epoch=10, epochs=config.train.epochs)
     model = models.create(arch, num_outputs=1, head=config.model.head,
@@ -283,41 +287,70 @@ def run_cli(workdir, shard_dir, *extra):
     ]
 
 
-def test_sigkill_mid_epoch_then_rerun_ends_with_identical_metrics(phantom_shards, tmp_path):
+def killed_run(workdir, shard_dir, kill_when: str):
+    """The CLI run killed with SIGKILL right after the checkpoint save for which ``kill_when``
+    (an expression of ``name``, "latest" or "best", and ``saves``, the count so far) holds."""
+    killer = textwrap.dedent(f"""
+        import os, signal, sys
+        from jcxr.train.checkpoints import Checkpoints
+        original, saves = Checkpoints.save, 0
+        def save(self, step, steps, meta):
+            global saves
+            original(self, step, steps, meta)
+            saves += 1
+            name = self.manager.directory.name
+            if {kill_when}:
+                os.kill(os.getpid(), signal.SIGKILL)
+        Checkpoints.save = save
+        sys.argv = {run_cli(workdir, shard_dir)[2:]!r}
+        from jcxr.train.__main__ import run
+        run()
+    """)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-c", killer], env=env, capture_output=True)
+
+
+def test_sigkill_then_rerun_resumes_and_ends_with_identical_metrics(phantom_shards, tmp_path):
+    """Killed mid-epoch, and killed at the epoch end between the ``best`` and the ``latest``
+    save (a ``best`` step newer than ``latest``): each rerun resumes, never re-saves a step,
+    and ends exactly where an uninterrupted run does."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     straight = subprocess.run(run_cli(tmp_path / "straight", phantom_shards), env=env,
                               capture_output=True, text=True)  # fmt: skip
     assert straight.returncode == 0, straight.stderr[-2000:]
-    killer = textwrap.dedent(f"""
-        import os, signal, sys
-        from jcxr.train.checkpoints import Checkpoints
-        original, saves = Checkpoints.save, [0]
-        def save(self, step, steps, meta):
-            original(self, step, steps, meta)
-            self.manager.wait_until_finished()
-            saves[0] += 1
-            if saves[0] == 3:  # after the second mid-epoch checkpoint of epoch 1
-                os.kill(os.getpid(), signal.SIGKILL)
-        Checkpoints.save = save
-        sys.argv = {run_cli(tmp_path / "killed", phantom_shards)[2:]!r}
-        from jcxr.train.__main__ import run
-        run()
-    """)
-    killed = subprocess.run([sys.executable, "-c", killer], env=env, capture_output=True)
-    assert killed.returncode == -9
-    cell_dir = tmp_path / "killed" / "cells" / "Mass__resnet_tiny__r32__s0"
-    assert not (cell_dir / "result.json").exists()
-    resumed = subprocess.run(run_cli(tmp_path / "killed", phantom_shards), env=env,
-                             capture_output=True, text=True)  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
     a = json.loads((tmp_path / "straight" / "results.json").read_text())["cells"][0]
-    b = json.loads((tmp_path / "killed" / "results.json").read_text())["cells"][0]
-    assert a["history"] == b["history"] and a["metrics"] == b["metrics"]
-    assert a["steps"] == b["steps"]
-    again = subprocess.run(run_cli(tmp_path / "killed", phantom_shards), env=env,
+    cell = "cells/Mass__resnet_tiny__r32__s0"
+    moments = {
+        "mid_epoch": "saves == 3",  # after the third mid-epoch checkpoint, in epoch 1
+        "best_before_latest": "name == 'best'",  # epoch 1's end: best saved, latest not yet
+    }
+    for moment, kill_when in moments.items():
+        workdir = tmp_path / moment
+        assert killed_run(workdir, phantom_shards, kill_when).returncode == -9, moment
+        assert not (workdir / cell / "result.json").exists()
+        best_steps = sorted(int(p.name) for p in (workdir / cell / "best").glob("[0-9]*"))
+        latest_steps = sorted(int(p.name) for p in (workdir / cell / "latest").glob("[0-9]*"))
+        if moment == "best_before_latest":
+            assert best_steps and (not latest_steps or best_steps[-1] > latest_steps[-1])
+        # a step a kill left half-written
+        orphan = workdir / cell / "latest" / "99.orbax-checkpoint-tmp-1234"
+        orphan.mkdir(parents=True)
+        resumed = subprocess.run(run_cli(workdir, phantom_shards), env=env,
+                                 capture_output=True, text=True)  # fmt: skip
+        assert resumed.returncode == 0, (moment, resumed.stderr[-3000:])
+        assert not orphan.exists() and "99.orbax-checkpoint-tmp-1234" in resumed.stdout
+        if latest_steps:  # it resumed: only the remaining steps were trained
+            assert f"resuming at step {latest_steps[-1]} " in resumed.stdout, moment
+        if moment == "best_before_latest":
+            assert f"removing step {best_steps[-1]}" in resumed.stdout
+        b = json.loads((workdir / "results.json").read_text())["cells"][0]
+        assert a["history"] == b["history"] and a["metrics"] == b["metrics"], moment
+        assert a["steps"] == b["steps"] and a["best_epoch"] == b["best_epoch"]
+    again = subprocess.run(run_cli(workdir, phantom_shards), env=env,
                            capture_output=True, text=True)  # fmt: skip
     assert again.returncode == 0  # a finished sweep is skipped, not retrained
-    assert json.loads((tmp_path / "killed" / "results.json").read_text())["cells"][0] == b
+    assert "resuming" not in again.stdout and "epoch 1:" not in again.stdout
+    assert json.loads((workdir / "results.json").read_text())["cells"][0] == b
 
 
 def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp_path, monkeypatch):

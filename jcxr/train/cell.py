@@ -24,7 +24,7 @@ from jcxr.results import Cell, CellResult
 from jcxr.tracking import Tracker
 from jcxr.train import parallel
 from jcxr.train.build import build_steps
-from jcxr.train.checkpoints import Checkpoints
+from jcxr.train.checkpoints import Checkpoints, reconcile_best
 from jcxr.train.evaluate import evaluate
 from jcxr.train.optim import Plateau, make_optimizer
 from jcxr.train.step import Steps
@@ -61,16 +61,19 @@ def train_cell(
     epochs = config.train.epochs
     tx = make_optimizer(config.optim, train_loader.batches_per_epoch, epochs)
     steps = build_steps(config, cell, data, tx, mesh, tracker.info)
-    latest, best = Checkpoints(cell_dir, "latest"), Checkpoints(cell_dir, "best")
+    latest = Checkpoints(cell_dir, "latest", log=tracker.info)
+    best = Checkpoints(cell_dir, "best", keep=2, log=tracker.info)
     plateau = Plateau(config.optim.plateau_patience, config.optim.plateau_factor)
     meta = latest.restore(steps) or {
         "step": 0,
         "loader": train_loader.get_state(),
         "history": [],
         "best": None,
+        "best_step": None,
         "plateau": plateau.state(),
     }
     meta.setdefault("epoch_loss", [0.0, 0])  # this epoch's training loss: sum, steps
+    reconcile_best(best, meta, tracker.info)
     train_loader.set_state(meta["loader"])
     plateau.load(meta["plateau"])
     if meta["step"]:
@@ -92,7 +95,7 @@ def train_cell(
         if parallel.is_primary():
             atomic_write_text(cell_dir / "failure.json", json.dumps(diagnostic, indent=2))
         return CellResult(cell, status="failed", reason=str(failure))
-    best.restore(steps)
+    best.restore(steps, meta["best_step"])
     latest.close(), best.close()
     outputs = {}
     for name, loader in eval_loaders.items():
@@ -155,7 +158,7 @@ def _end_epoch(config, cell, epoch: int, steps: Steps, metrics, meta, plateau, b
     meta["history"].append(metrics)
     tracker.epoch(cell, metrics, meta["step"])
     if meta["best"] is None or metrics["auc"] > meta["best"]["auc"]:
-        meta["best"] = metrics
+        meta["best"], meta["best_step"] = metrics, meta["step"]
         best.save(meta["step"], steps, meta)
     if config.optim.recipe == "rmsprop_plateau" and plateau.update(metrics["loss"]):
         steps.scale_learning_rate(plateau.factor)
