@@ -169,6 +169,37 @@ def test_unknown_and_bad_config_fields_fail_clearly(tmp_path):
     assert "--config" in run("--help").stdout
 
 
+def test_sweep_lists_are_checked_before_anything_runs(phantom_shards, tmp_path):
+    from jcxr.data.table import DataError
+
+    bad = {
+        "resolutions": ((32, 64, 64), r"config.sweep.resolutions = \(32, 64, 64\) lists 64 more"),
+        "labels": (("Mass", "Mass"), r"lists 'Mass' more than once"),
+        "archs": (("resnet_tiny", "resnet35"), r"config.sweep.archs = 'resnet35'; expected one of"),
+        "only": (("resnet_tiny-32",), r"config.sweep.only has 'resnet_tiny-32'; expected 'ARCH:"),
+    }
+    for field, (value, message) in bad.items():
+        config = tiny_config(phantom_shards)
+        config.sweep[field] = value
+        with pytest.raises(ValueError, match=message):
+            run_sweep(config, tmp_path / field)
+        assert not (tmp_path / field).exists()  # refused before the workdir is made
+    # a label the shards do not have stops the sweep before its first cell trains
+    config = tiny_config(phantom_shards, sweep__labels=("Mass", "Nodules"))
+    with pytest.raises(DataError, match="unknown label 'Nodules'"):
+        run_sweep(config, tmp_path / "label")
+    assert not (tmp_path / "label" / "cells").exists()
+
+
+def test_shards_of_another_source_are_refused(phantom_shards, tmp_path):
+    from jcxr.data.table import DataError
+
+    config = tiny_config(phantom_shards, data__source="chexpert")
+    with pytest.raises(DataError, match="hold 'nih' images, but the run's source is 'chexpert'"):
+        run_sweep(config, tmp_path)
+    assert not (tmp_path / "cells").exists()
+
+
 def test_cardenas_config_says_its_sources_are_missing(tmp_path):
     config = load_config("cardenas2020")
     config.logging.wandb = "disabled"

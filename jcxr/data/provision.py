@@ -40,6 +40,7 @@ def ensure_shards(
     # shards named by the caller are used as they are; the run's own must be of its phantoms
     current = manifest is not None and (not own_phantoms or manifest.get("phantoms") == made_from)
     if current:
+        _check_holds(out, manifest, source)
         if set(wanted) <= set(manifest["resolutions"]):
             return out
         wanted = sorted(set(wanted) | set(manifest["resolutions"]))  # keep the ones there
@@ -69,6 +70,20 @@ def ensure_shards(
         provenance={"phantoms": made_from} if own_phantoms else None,
     )
     return out
+
+
+# Phantoms are drawn in NIH ChestX-ray14's on-disk layout and read by its reader.
+READ_AS = {"phantom": "nih"}
+
+
+def _check_holds(out: Path, manifest: dict, source: str) -> None:
+    """Shards of another source than the run asks for are an error, never silently used."""
+    if manifest["source"] != READ_AS.get(source, source):
+        raise DataError(
+            f"{out / shards.MANIFEST}: the shards hold {manifest['source']!r} images, but the "
+            f"run's source is {source!r}; point config.data.shards at {source} shards or set "
+            f"config.data.source = {manifest['source']!r}"
+        )
 
 
 def _discard_stale_phantom_shards(out: Path, manifest: dict, csv_sha256: str, log) -> None:

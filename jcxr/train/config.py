@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from jcxr import models
 from jcxr.data import check_source
 
 RECIPES = ("adam", "one_cycle", "rmsprop_plateau")
@@ -154,8 +155,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"{config.data.train_fraction} and {config.data.val_fraction}"
         )
     for field in ("labels", "resolutions", "archs", "seeds"):
-        if not len(config.sweep[field]):
+        values = tuple(config.sweep[field])
+        if not values:
             raise ValueError(f"config.sweep.{field} is empty")
+        repeated = sorted({v for v in values if values.count(v) > 1}, key=values.index)
+        if repeated:
+            raise ValueError(
+                f"config.sweep.{field} = {values} lists {', '.join(map(repr, repeated))} more "
+                "than once; list each once"
+            )
+    known = models.list_archs()
+    for arch in config.sweep.archs:
+        choice("sweep.archs", arch, known)
+    for pair in config.sweep.only:
+        arch, _, resolution = str(pair).partition(":")
+        if arch not in known or not resolution.isdigit():
+            raise ValueError(
+                f"config.sweep.only has {pair!r}; expected 'ARCH:RESOLUTION' with ARCH one of "
+                f"{known}"
+            )
     if any(r < 32 for r in config.sweep.resolutions):
         raise ValueError(
             f"config.sweep.resolutions must be >= 32 px; got {config.sweep.resolutions}"

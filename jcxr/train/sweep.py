@@ -37,9 +37,11 @@ def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> Sweep
         atomic_write_text(workdir / "config.json", config.to_json(indent=2))
     tracker = tracker or Tracker(config, workdir, progress=config.logging.progress)
     shard_dir = shards_for(config, workdir, tracker.info)
+    # every label's splits before the first step: an unknown label or a split without both
+    # classes stops the sweep before any cell trains
+    label_data = {label: label_data_for(config, shard_dir, label) for label in config.sweep.labels}
     cells, comparisons, detail = [], {}, []
-    for label in config.sweep.labels:
-        data = label_data_for(config, shard_dir, label)
+    for label, data in label_data.items():
         tracker.info(data.describe())
         todo = [
             Cell(label, resolution, arch, seed)
