@@ -145,6 +145,78 @@ def test_corrupt_and_missing_images(phantoms, tmp_path):
     assert shards.verify(tmp_path / "b") == []
 
 
+def test_shards_remember_their_inputs(phantoms, prepared, tmp_path):
+    """Preparing into a folder made from other inputs stops, naming what changed; --rebuild
+    remakes it; the CLI says the same without a traceback."""
+    import shutil
+
+    table, reference = prepared
+    out = tmp_path / "shards"
+    shutil.copytree(reference, out)
+    kw = dict(workers=1, records_per_shard=16, progress=False)
+    before = shards.read_manifest(out)["shards"]
+    shards.prepare(table, phantoms, out, RESOLUTIONS, **kw)  # the same inputs: nothing to do
+    assert shards.read_manifest(out)["shards"] == before
+    with pytest.raises(DataError, match=r"resize: 'bilinear' -> 'lanczos'.*--rebuild"):
+        shards.prepare(table, phantoms, out, RESOLUTIONS, method="lanczos", **kw)
+    other_root = tmp_path / "copy"
+    shutil.copytree(phantoms, other_root)
+    with pytest.raises(DataError, match=rf"root: '{phantoms}' -> '{other_root}'"):
+        shards.prepare(table, other_root, out, RESOLUTIONS, **kw)
+    assert shards.read_manifest(out)["shards"] == before  # refused: nothing touched
+    logged = []
+    manifest = shards.prepare(
+        table, phantoms, out, [32], method="lanczos", rebuild=True, log=logged.append, **kw
+    )
+    assert manifest["resize"] == "lanczos" and manifest["resolutions"] == [32]
+    assert not (out / "res48").exists() and "removing them to rebuild" in logged[0]
+    assert manifest["shards"]["32"] != before["32"]  # really remade, with the new resize
+    assert shards.verify(out) == []
+    cli = [sys.executable, "-m", "jcxr.data", "prepare", "--source", "nih", "--root",
+           str(phantoms), "--out", str(out), "--resolutions", "32", "--workers", "1"]  # fmt: skip
+    refused = subprocess.run(cli, capture_output=True, text=True)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "resize: 'lanczos' -> 'bilinear'" in refused.stderr
+
+
+def test_a_fixed_image_is_added_when_prepare_runs_again(phantoms, tmp_path):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(phantoms, root)
+    table = nih.read_metadata(root)
+    good = (root / table.paths[20]).read_bytes()
+    (root / table.paths[20]).write_bytes(good[:200])
+    kw = dict(workers=1, records_per_shard=16, progress=False)
+    first = shards.prepare(table, root, tmp_path / "out", [32], skip_bad=True, **kw)
+    assert first["images"] == 119 and first["skipped"][0]["image"] == table.image_ids[20]
+    (root / table.paths[20]).write_bytes(good)  # fixed
+    logged = []
+    again = shards.prepare(table, root, tmp_path / "out", [32], skip_bad=True, log=logged.append,
+                           **kw)  # fmt: skip
+    assert again["images"] == 120 and again["skipped"] == []
+    assert any("decodes now" in line for line in logged)
+    assert shards.verify(tmp_path / "out") == []
+    assert table.image_ids[20] in shards.read_index(tmp_path / "out", 32).image_ids
+
+
+def test_bad_manifests_and_empty_inputs_are_named(prepared, tmp_path):
+    import shutil
+
+    table, reference = prepared
+    out = tmp_path / "cut"
+    shutil.copytree(reference, out)
+    text = (out / "manifest.json").read_text()
+    (out / "manifest.json").write_text(text[: len(text) // 2])
+    with pytest.raises(DataError, match=r"manifest.json: the shard manifest is not valid JSON"):
+        shards.verify(out)
+    with pytest.raises(DataError, match="lists no images"):
+        shards.prepare(table.subset(np.arange(0)), reference, tmp_path / "e", [32], progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DataError, match="is not a folder"):
+        shards.prepare(table, reference, tmp_path / "file", [32], progress=False)
+
+
 def test_grey_conversion_and_squaring(tmp_path):
     from PIL import Image
 

@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         help="ArrayRecord compression (default uncompressed: fastest to read)",
     )
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images, listing them")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="remove shards in --out that were made from other inputs, then prepare",
+    )
 
     v = sub.add_parser("verify", help="re-read shards: checksums, counts, order")
     v.add_argument("shards", type=Path)
@@ -122,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 workers=args.workers,
                 skip_bad=args.skip_bad,
                 compression=args.compression,
+                rebuild=args.rebuild,
             )
             print(
                 f"wrote {manifest['images']:,} images at {manifest['resolutions']} px to "

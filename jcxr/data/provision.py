@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -68,6 +67,7 @@ def ensure_shards(
         method=resize,
         progress=progress,
         provenance={"phantoms": made_from} if own_phantoms else None,
+        log=log,
     )
     return out
 
@@ -100,7 +100,4 @@ def _discard_stale_phantom_shards(out: Path, manifest: dict, csv_sha256: str, lo
             "use them as they are"
         )
     log(f"shards at {out} were made from other phantoms ({manifest.get('phantoms')}); remaking")
-    for path in sorted(out.glob("res*")):
-        shutil.rmtree(path)
-    for path in (out / shards.MANIFEST, out / ".skipped.json"):
-        path.unlink(missing_ok=True)
+    shards.remove_shards(out)

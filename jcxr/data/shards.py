@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import struct
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -34,6 +35,8 @@ _SPAWN = multiprocessing.get_context("spawn")
 RESIZE = {"bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "area": Image.BOX}
 SQUARE = ("crop", "pad")
 MANIFEST = "manifest.json"
+INPUTS = ".inputs.json"  # what a prepare under way was asked to make
+SKIPPED = ".skipped.json"
 RECORDS_PER_SHARD = 1024
 # Uncompressed by default: zstd:3 (ArrayRecord's default) saves ~20% of disk on radiographs but
 # its decompression halves host read throughput at 320 px (docs/benchmarks.md).
@@ -141,14 +144,20 @@ def prepare(
     compression: str = "uncompressed",
     progress: bool = True,
     provenance: dict | None = None,
+    rebuild: bool = False,
+    log=print,
 ) -> dict:
     """Write every image of ``table`` at every resolution; returns the manifest.
 
     ``provenance`` is copied into the manifest (e.g. which phantoms the images are).
 
-    Resumable: shards already written (complete files, renamed into place) are not redone.
-    With ``skip_bad`` an unreadable image is left out and listed in the manifest; otherwise it
-    stops the run with an error naming the file.
+    Resumable: shards already written (complete files, renamed into place) are not redone, and
+    resolutions can be added to existing shards. Shards remember what made them (the manifest's
+    ``inputs``: source CSV hash, root, resize, square, compression, records per shard):
+    preparing into a folder made from other inputs is an error naming what changed, or with
+    ``rebuild`` removes the old shards first. An image skipped before that decodes now has its
+    shards remade. With ``skip_bad`` an unreadable image is left out and listed in the
+    manifest; otherwise it stops the run with an error naming the file.
     """
     if method not in RESIZE:
         raise DataError(f"resize method must be one of {list(RESIZE)}; got {method!r}")
@@ -158,7 +167,23 @@ def prepare(
         raise DataError(f"compression must be one of {COMPRESSION}; got {compression!r}")
     if not resolutions or any(r < 8 for r in resolutions):
         raise DataError(f"resolutions must be a list of sizes >= 8 px; got {resolutions}")
+    if not len(table):
+        raise DataError(f"{table.source}: the metadata lists no images; nothing to prepare")
     root, out = Path(root), Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; choose another --out")
+    inputs = {
+        "source": table.source,
+        "source_csv_sha256": table.csv_sha256,
+        "root": str(root.resolve()),
+        "resize": method,
+        "square": square,
+        "compression": compression,
+        "records_per_shard": records_per_shard,
+    }
+    _check_inputs(out, inputs, rebuild, log)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / INPUTS, json.dumps(inputs, indent=2))  # before the first shard
     resolutions = sorted(set(resolutions))
     n_shards = max(1, -(-len(table) // records_per_shard))
     plan = [
@@ -169,13 +194,15 @@ def prepare(
         (out / f"res{r}").mkdir(parents=True, exist_ok=True)
         for leftover in (out / f"res{r}").glob(".*.partial-*"):  # from a killed run
             leftover.unlink()
+    skipped_path = out / SKIPPED
+    skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else {}
+    skipped = _retry_skipped(table, root, out, square, skipped, plan, log)
+    atomic_write_text(skipped_path, json.dumps(skipped))
     todo = [
         i
         for i in range(n_shards)
         if not all((out / f"res{r}" / _shard_name(i, n_shards)).is_file() for r in resolutions)
     ]
-    skipped_path = out / ".skipped.json"
-    skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else {}
     jobs = [
         (
             str(root),
@@ -210,9 +237,80 @@ def prepare(
     kept = np.array([i for i in range(len(table)) if i not in bad_rows], dtype=np.int64)
     manifest = _manifest(table, out, resolutions, n_shards, kept, method, square, skipped)
     manifest["compression"] = compression
+    manifest["inputs"] = inputs
     manifest.update(provenance or {})
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
+
+
+def _recorded_inputs(out: Path) -> dict | None:
+    """What made the shards at ``out``: the manifest's ``inputs`` (older manifests: the fields
+    they recorded), or those of a ``prepare`` killed before its manifest; None if empty."""
+    if (out / MANIFEST).is_file():
+        manifest = read_manifest(out)
+        if "inputs" in manifest:
+            return manifest["inputs"]
+        keys = ("source", "source_csv_sha256", "resize", "square", "compression")
+        return {k: manifest[k] for k in keys if k in manifest}
+    if (out / INPUTS).is_file():
+        return _read_json(out / INPUTS, "the inputs of a prepare that did not finish")
+    return None
+
+
+def _check_inputs(out: Path, inputs: dict, rebuild: bool, log) -> None:
+    recorded = _recorded_inputs(out) if out.is_dir() else None
+    if recorded is None:
+        return
+    changed = {k: (recorded[k], v) for k, v in inputs.items() if k in recorded and recorded[k] != v}
+    if not changed:
+        return
+    what = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+    if not rebuild:
+        raise DataError(
+            f"{out} holds shards made from other inputs ({what}); rerun with --rebuild to "
+            "remove and remake them, or choose another --out"
+        )
+    log(f"{out}: shards made from other inputs ({what}); removing them to rebuild")
+    remove_shards(out)
+
+
+def remove_shards(out: Path) -> None:
+    """Remove every shard, index and record of ``prepare`` at ``out`` (nothing else there)."""
+    for path in sorted(out.glob("res*")):
+        if path.is_dir():
+            shutil.rmtree(path)
+    for name in (MANIFEST, SKIPPED, INPUTS):
+        (out / name).unlink(missing_ok=True)
+
+
+def _retry_skipped(table, root, out, square, skipped: dict, plan, log) -> dict:
+    """Images skipped before that decode now: their shards are removed (to be remade) and
+    they leave the skip list."""
+    fixed = []
+    for key in sorted(skipped, key=int):
+        row = int(key)
+        try:
+            load_grey(Path(root) / table.paths[row], square)
+        except DataError:
+            continue
+        fixed.append(row)
+    for row in fixed:
+        log(f"{table.paths[row]}: skipped before, decodes now; its shard is remade")
+        del skipped[str(row)]
+        shard = next(i for i, rows in enumerate(plan) if row in rows)
+        for directory in out.glob("res*"):
+            (directory / _shard_name(shard, len(plan))).unlink(missing_ok=True)
+    return skipped
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(
+            f"{path}: {what} is not valid JSON ({error}); it was cut short or edited. Remove "
+            "the folder's shards and prepare them again"
+        ) from None
 
 
 def _header(table: Table, row: int) -> dict:
@@ -275,7 +373,7 @@ def read_manifest(shards: str | Path) -> dict:
             f"{Path(shards)}: no {MANIFEST}; prepare the shards first with `python -m jcxr.data "
             f"prepare --source SOURCE --root DIR --resolutions ... --out {shards}`"
         )
-    return json.loads(path.read_text())
+    return _read_json(path, "the shard manifest")
 
 
 def index_path(shards: str | Path, resolution: int) -> Path:
