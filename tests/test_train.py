@@ -384,6 +384,48 @@ def test_sigkill_then_rerun_resumes_and_ends_with_identical_metrics(phantom_shar
     assert json.loads((workdir / "results.json").read_text())["cells"][0] == b
 
 
+def test_a_repeated_config_override_replaces_the_earlier_one():
+    from jcxr.train.__main__ import last_override_wins
+
+    argv = ["jcxr", "--config", "c.py", "--config.sweep.resolutions=32", "--workdir=w",
+            "--config.sweep.resolutions=32,48", "--config.train.epochs=2"]  # fmt: skip
+    assert last_override_wins(argv) == ["jcxr", "--config", "c.py", "--workdir=w",
+                                        "--config.sweep.resolutions=32,48",
+                                        "--config.train.epochs=2"]  # fmt: skip
+
+
+def test_a_rerun_with_another_config_stops_naming_the_changes(phantom_shards, tmp_path):
+    from jcxr.train.fingerprint import StaleWorkdir
+
+    config = tiny_config(phantom_shards, train__epochs=1)
+    config.sweep.resolutions = (32, 48)
+    first = run_sweep(config, tmp_path)
+    # what cannot change a result may change freely: logging, placement, more cells
+    config.logging.progress, config.train.log_every = True, 5
+    config.sweep.labels = ("Mass", "Nodule")
+    again = run_sweep(config, tmp_path)
+    assert [c.to_json() for c in again.cells[:2]] == [c.to_json() for c in first.cells]
+    config.sweep.labels = ("Mass",)
+    config.train.epochs, config.optim.learning_rate = 2, 0.1
+    with pytest.raises(StaleWorkdir) as stale:
+        run_sweep(config, tmp_path)
+    message = str(stale.value)
+    assert "2 of 2 cells" in message and "--fresh" in message
+    assert "config.train.epochs: 1 -> 2" in message
+    assert "config.optim.learning_rate: 0.0005 -> 0.1" in message
+    assert "logging" not in message and "log_every" not in message
+    # from the command line: a message, no traceback; --fresh trains them again
+    cli = run_cli(tmp_path, phantom_shards, "--config.sweep.resolutions=32,48",
+                  "--config.train.epochs=2", "--config.optim.learning_rate=0.1")  # fmt: skip
+    refused = subprocess.run(cli, capture_output=True, text=True)
+    assert refused.returncode != 0 and "config.train.epochs: 1 -> 2" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    fresh = subprocess.run([*cli, "--fresh"], capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    redone = json.loads((tmp_path / "results.json").read_text())["cells"]
+    assert [len(c["history"]) for c in redone] == [2, 2]
+
+
 def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")  # the suite runs with W&B disabled
     config = load_config("demo")

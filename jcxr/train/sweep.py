@@ -25,10 +25,17 @@ from jcxr.tracking import Tracker
 from jcxr.train import parallel
 from jcxr.train.cell import train_cell
 from jcxr.train.config import validate
+from jcxr.train.fingerprint import check_workdir
 from jcxr.train.inputs import label_data_for, shards_for
 
 
-def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> SweepResult:
+def run_sweep(
+    config, workdir: Path, *, tracker: Tracker | None = None, fresh: bool = False
+) -> SweepResult:
+    """Train every cell of ``config`` in ``workdir`` (resuming and skipping what is done), then
+    compare the resolutions. Work in ``workdir`` made by another config or other shards stops
+    the sweep before anything trains (:mod:`jcxr.train.fingerprint`), or with ``fresh`` is
+    removed and trained again."""
     validate(config)
     parallel.initialize(config.parallel.distributed)
     primary = parallel.is_primary()
@@ -40,19 +47,24 @@ def run_sweep(config, workdir: Path, *, tracker: Tracker | None = None) -> Sweep
     # every label's splits before the first step: an unknown label or a split without both
     # classes stops the sweep before any cell trains
     label_data = {label: label_data_for(config, shard_dir, label) for label in config.sweep.labels}
-    cells, comparisons, detail = [], {}, []
-    for label, data in label_data.items():
-        tracker.info(data.describe())
-        todo = [
+    todo = {
+        label: [
             Cell(label, resolution, arch, seed)
             for arch in config.sweep.archs
             for seed in config.sweep.seeds
             for resolution in resolutions_for(config, arch)
         ]
-        results = run_cells(config, todo, data, shard_dir, workdir, tracker)
+        for label in config.sweep.labels
+    }
+    check_workdir(config, [c for cs in todo.values() for c in cs], shard_dir, workdir,
+                  fresh=fresh, write=primary, log=tracker.info)  # fmt: skip
+    cells, comparisons, detail = [], {}, []
+    for label, data in label_data.items():
+        tracker.info(data.describe())
+        results = run_cells(config, todo[label], data, shard_dir, workdir, tracker)
         for arch in config.sweep.archs:
             for seed in config.sweep.seeds:
-                mine = [c for c in todo if c.arch == arch and c.seed == seed]
+                mine = [c for c in todo[label] if c.arch == arch and c.seed == seed]
                 cells += [results[c] for c in mine]
                 done = [c for c in mine if results[c].done]
                 if done and primary:  # predictions are on process 0's disk
