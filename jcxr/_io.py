@@ -1,8 +1,11 @@
-"""File helpers shared by every part of jcxr: hashing and atomic writes."""
+"""File helpers shared by every part of jcxr: hashing, atomic writes, strict JSON, CSV reading."""
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
+import io
 import math
 import os
 import tempfile
@@ -46,3 +49,32 @@ def json_ready(value):
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return value
+
+
+def read_csv(path: str | os.PathLike) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """``(header, [(line, row), ...])`` of a CSV file (``.gz`` too), UTF-8 with or without a
+    byte-order mark; ``line`` counts the header as line 1, as an editor shows it.
+
+    Raises ``ValueError`` naming the file (and line) for bytes that are not UTF-8 and for a file
+    without a header row.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}: line {line}: byte {raw[error.start]:#04x} is not UTF-8; save the file as "
+            "UTF-8"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows = []
+    for row in reader:
+        rows.append((reader.line_num, row))
+    if not rows or not any(field.strip() for field in rows[0][1]):
+        raise ValueError(f"{path}: empty file; expected a header row")
+    header = [name.strip() for name in rows[0][1]]
+    return header, [(line, row) for line, row in rows[1:] if any(f.strip() for f in row)]

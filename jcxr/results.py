@@ -205,7 +205,13 @@ class SweepResult:
         path = Path(workdir) / "results.json"
         if not path.is_file():
             raise FileNotFoundError(f"{workdir}: no results.json; run the sweep first")
-        return cls.from_json(json.loads(path.read_text()))
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path}: not a jcxr results file ({type(error).__name__}: {error}); it was cut "
+                "short or edited. Rerun the sweep (finished cells are read back, not retrained)"
+            ) from None
 
     def save(self, workdir: Path) -> None:
         """``results.json`` (everything) and ``results.csv`` (a row per cell)."""

@@ -153,6 +153,20 @@ def test_bad_nih_csvs_name_the_problem(tmp_path):
     )
     with pytest.raises(DataError, match=r"line 3 \(b.png\): unknown finding 'Tumour'"):
         nih.read_metadata(tmp_path)
+    good = "a.png,Mass,0,1,50,M,PA,1,1,1,1\n"
+    bad.write_text(header + good + "b.png,Mass,0,1,50,M\n")  # 6 fields: no View Position
+    with pytest.raises(DataError, match=r"line 3: 6 fields, expected 11 \(the header's\)"):
+        nih.read_metadata(tmp_path)
+    bad.write_text(header)
+    with pytest.raises(DataError, match="a header and no data rows"):
+        nih.read_metadata(tmp_path)
+    bad.write_bytes(header.encode() + good.encode() + "c\xe9.png,Mass,0,2,50,M,PA,1,1,1,1\n".encode(
+        "latin-1"
+    ))  # fmt: skip
+    with pytest.raises(DataError, match=r"Data_Entry_2017_v2020.csv: line 3: byte 0xe9 is not"):
+        nih.read_metadata(tmp_path)
+    bad.write_text("\ufeff" + header + good)  # a UTF-8 byte-order mark before the header
+    assert nih.read_metadata(tmp_path).image_ids.tolist() == ["a.png"]
 
 
 def test_image_folders_and_official_lists(tmp_path, nih_table):

@@ -408,3 +408,35 @@ def test_cli_errors_name_the_problem(tmp_path):
     nowhere = run_cli(tmp_path / "absent.csv", "--label", "finding")
     assert nowhere.returncode == 2 and "no such file" in nowhere.stderr
     assert run_cli("--help").returncode == 0
+
+
+def test_cli_catches_what_used_to_slip_through(tmp_path):
+    """A typo in a defaulted score column, a repeated --scores, ragged and short rows, a BOM,
+    a non-UTF-8 byte and a header-only file: each a one-line message naming file and line."""
+    csv_path = tmp_path / "predictions.csv"
+    write_predictions(csv_path, np.random.default_rng(23))
+    lines = csv_path.read_text().splitlines()
+
+    def run_with(text_lines, *args, encoding="utf-8"):
+        csv_path.write_bytes("\n".join(text_lines).encode(encoding) + b"\n")
+        return run_cli(csv_path, "--label", "finding", *args)
+
+    typo = list(lines)
+    typo[6] = ",".join([*typo[6].split(",")[:3], "O.5", typo[6].split(",")[4]])
+    out = run_with(typo)  # --scores defaulted: r320 is not dropped, its odd cell is named
+    assert out.returncode == 2 and "line 7, column 'r320': expected a number, found 'O.5'" in (
+        out.stderr
+    )
+    out = run_with(lines, "--scores", "r64,r64")
+    assert out.returncode == 2 and "['r64'] more than once" in out.stderr
+    short = [*lines[:5], ",".join(lines[5].split(",")[:4]), *lines[6:]]
+    out = run_with(short)
+    assert out.returncode == 2 and "line 6: 4 fields, expected 5" in out.stderr
+    out = run_with(["\ufeff" + lines[0], *lines[1:]])  # a BOM before the header
+    assert out.returncode == 0, out.stderr
+    latin = [*lines[:8], lines[8].replace("img", "imgé"), *lines[9:]]
+    out = run_with(latin, encoding="latin-1")
+    assert out.returncode == 2 and f"{csv_path}: line 9: byte 0xe9 is not UTF-8" in out.stderr
+    out = run_with(lines[:1])
+    assert out.returncode == 2 and "no data rows" in out.stderr
+    assert "Traceback" not in out.stderr

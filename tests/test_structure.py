@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).parent.parent / "jcxr"
 # training-side neighbours, and stats imports no other part of jcxr but the file helpers.
 LAYERS = {
     "jcxr._io": 0,
+    "jcxr._cli": 0,
     "jcxr.stats": 1,
     "jcxr.models": 2,
     "jcxr.data": 2,
@@ -108,9 +109,13 @@ def test_no_library_module_imports_the_trainer_or_the_report():
 
 
 def test_stats_needs_no_other_part_of_jcxr():
-    """``jcxr.stats`` is reusable alone: it imports only the shared file helpers."""
+    """``jcxr.stats`` is reusable alone: it imports only the shared file and CLI helpers."""
     for path in (PACKAGE / "stats").rglob("*.py"):
-        others = {layer_of(m) for _, m in jcxr_imports(path)} - {"jcxr.stats", "jcxr._io"}
+        others = {layer_of(m) for _, m in jcxr_imports(path)} - {
+            "jcxr.stats",
+            "jcxr._io",
+            "jcxr._cli",
+        }
         assert others == set(), path
 
 

@@ -630,3 +630,32 @@ def test_official_split_needs_a_source_that_has_one(phantom_shards):
     config = tiny_config(phantom_shards, eval__study_level=True)
     with pytest.raises(DataError, match="no study IDs"):
         label_data_for(config, phantom_shards, "Mass")
+
+
+def test_command_lines_answer_user_errors_in_one_line(phantom_shards, tmp_path):
+    """Every jcxr command line: a user error is one line naming it and a non-zero exit, never a
+    traceback; --debug shows the traceback."""
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "bad_config.py").write_text("raise ValueError('boom')\n")
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "results.json").write_text('{"name": "x", "cells": [')
+    demo = str(REPO / "configs" / "demo.py")
+    cases = {
+        ("jcxr.train",): "--config is required",
+        ("jcxr.train", "--config", str(tmp_path / "nope.py")): "nope.py: no such file",
+        ("jcxr.train", "--config", str(tmp_path / "bad_config.py")): "does not load (ValueError",
+        ("jcxr.train", "--config", demo, f"--workdir={tmp_path / 'a_file'}"): "not a folder",
+        ("jcxr.data", "phantoms", "--out", str(tmp_path / "p"), "--images", "-5"): "at least 1",
+        ("jcxr.data", "verify", str(tmp_path)): "no manifest.json",
+        ("jcxr.report", "--workdir", str(cut)): "results.json: not a jcxr results file",
+        ("jcxr.stats", str(tmp_path / "a_file"), "--label", "y"): "no data rows",
+    }
+    for args, message in cases.items():
+        out = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True)
+        assert out.returncode != 0, args
+        assert message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
+    debug = subprocess.run([sys.executable, "-m", "jcxr.report", "--workdir", str(cut),
+                            "--debug"], capture_output=True, text=True)  # fmt: skip
+    assert debug.returncode != 0 and "Traceback" in debug.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jcxr import _cli
 from jcxr.data import SOURCES, chexpert, load_table, phantom, shards, splits
 from jcxr.data.table import DataError, Table
 
@@ -60,6 +61,12 @@ def _print_description(info: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a user error is one line on stderr and exit 2 (``--debug``: the
+    traceback)."""
+    return _cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m jcxr.data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -109,48 +116,44 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--workers", type=int, default=2)
 
     args = parser.parse_args(argv)
-    try:
-        if args.command == "describe":
-            table = load_table(args.source, args.root)
-            info = describe(table, args.label, args.subsample_size, args.seed)
-            print(json.dumps(info, indent=2)) if args.json else _print_description(info)
-        elif args.command == "prepare":
-            resolutions = _resolutions(args.resolutions)
-            table = load_table(args.source, args.root)
-            manifest = shards.prepare(
-                table,
-                args.root,
-                args.out,
-                resolutions,
-                method=args.resize,
-                square=args.square,
-                workers=args.workers,
-                skip_bad=args.skip_bad,
-                compression=args.compression,
-                rebuild=args.rebuild,
-            )
-            print(
-                f"wrote {manifest['images']:,} images at {manifest['resolutions']} px to "
-                f"{args.out} ({len(manifest['skipped'])} skipped)"
-            )
-        elif args.command == "tfds":
-            from jcxr.data import tfds_builder
+    if args.command == "describe":
+        table = load_table(args.source, args.root)
+        info = describe(table, args.label, args.subsample_size, args.seed)
+        print(json.dumps(info, indent=2)) if args.json else _print_description(info)
+    elif args.command == "prepare":
+        resolutions = _resolutions(args.resolutions)
+        table = load_table(args.source, args.root)
+        manifest = shards.prepare(
+            table,
+            args.root,
+            args.out,
+            resolutions,
+            method=args.resize,
+            square=args.square,
+            workers=args.workers,
+            skip_bad=args.skip_bad,
+            compression=args.compression,
+            rebuild=args.rebuild,
+        )
+        print(
+            f"wrote {manifest['images']:,} images at {manifest['resolutions']} px to "
+            f"{args.out} ({len(manifest['skipped'])} skipped)"
+        )
+    elif args.command == "tfds":
+        from jcxr.data import tfds_builder
 
-            resolutions = _resolutions(args.resolutions) if args.resolutions else None
-            for directory in tfds_builder.export(args.shards, resolutions, args.out):
-                print(f"tfds: {directory}")
-        elif args.command == "verify":
-            problems = shards.verify(args.shards)
-            if problems:
-                print("\n".join(problems), file=sys.stderr)
-                return 1
-            print(f"{args.shards}: every shard checks out")
-        else:
-            csv_path = phantom.generate(args.out, args.images, seed=args.seed, workers=args.workers)
-            print(f"phantoms: {csv_path}")
-    except (DataError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        resolutions = _resolutions(args.resolutions) if args.resolutions else None
+        for directory in tfds_builder.export(args.shards, resolutions, args.out):
+            print(f"tfds: {directory}")
+    elif args.command == "verify":
+        problems = shards.verify(args.shards)
+        if problems:
+            print("\n".join(problems), file=sys.stderr)
+            return 1
+        print(f"{args.shards}: every shard checks out")
+    else:
+        csv_path = phantom.generate(args.out, args.images, seed=args.seed, workers=args.workers)
+        print(f"phantoms: {csv_path}")
     return 0
 
 

@@ -7,14 +7,13 @@ An uncertainty policy maps -1 per label to 1 (``"ones"``), 0 (``"zeros"``) or ex
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import re
 from pathlib import Path
 
 import numpy as np
 
-from jcxr._io import file_sha256
+from jcxr._io import file_sha256, read_csv
 from jcxr.data.table import DataError, Table
 
 LABELS = (
@@ -70,20 +69,29 @@ def read_metadata(
     policies = _policies(policy)
     if blank not in ("exclude", "negative"):
         raise DataError(f"blank must be 'exclude' or 'negative'; got {blank!r}")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        missing = [c for c in (*REQUIRED, *policies) if c not in header]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {missing}; found {header}")
-        label_names = tuple(name for name in LABELS if name in header)
-        rows = list(reader)
+    try:
+        header, body = read_csv(path)
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    missing = [c for c in (*REQUIRED, *policies) if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {header}")
+    if not body:
+        raise DataError(f"{path}: a header and no data rows; expected one row per image")
+    label_names = tuple(name for name in LABELS if name in header)
+    rows = []
+    for line, fields in body:
+        if len(fields) != len(header):
+            raise DataError(
+                f"{path}: line {line}: {len(fields)} fields, expected {len(header)} (the header's)"
+            )
+        rows.append((line, dict(zip(header, fields, strict=True))))
     images, patients, studies, view_list, labels = [], [], [], [], []
-    for i, row in enumerate(rows):
+    for line, row in rows:
         match = _PATH.match(row["Path"].strip())
         if not match:
             raise DataError(
-                f"{path}: line {i + 2}: Path {row['Path']!r} is not "
+                f"{path}: line {line}: Path {row['Path']!r} is not "
                 "[CheXpert-v1.0[-small]/]{train,valid}/patientN/studyN/FILE"
             )
         frontal = row["Frontal/Lateral"].strip()
@@ -94,7 +102,7 @@ def read_metadata(
             continue
         values = []
         for name in label_names:
-            values.append(_map(row[name], policies.get(name, "ignore"), blank, path, i + 2, name))
+            values.append(_map(row[name], policies.get(name, "ignore"), blank, path, line, name))
         images.append(row["Path"].strip())
         patients.append(match.group(2))
         studies.append(f"{match.group(2)}/{match.group(3)}")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from jcxr._io import file_sha256
+from jcxr._io import file_sha256, read_csv
 from jcxr.data.table import DataError, Table
 
 FINDINGS = (
@@ -53,25 +52,29 @@ def read_metadata(root: str | Path) -> Table:
     """
     root = Path(root)
     path = find_csv(root)
-    rows = list(_read_rows(path))
-    if not rows:
-        raise DataError(f"{path}: no data rows")
-    header, body = rows[0], rows[1:]
-    columns = {name.strip(): i for i, name in enumerate(header)}
+    try:
+        header, body = read_csv(path)
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    if not body:
+        raise DataError(f"{path}: a header and no data rows; expected one row per image")
+    columns = {name: i for i, name in enumerate(header)}
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise DataError(
             f"{path}: missing column(s) {missing}; found {list(columns)}, expected at least "
             f"{list(REQUIRED_COLUMNS)}"
         )
+    needed = max(columns[c] for c in REQUIRED_COLUMNS) + 1
     n = len(body)
     labels = np.zeros((n, len(FINDINGS)), np.float32)
     image_ids, patients, views = [], [], []
     finding_index = {name: j for j, name in enumerate(FINDINGS)}
-    for i, row in enumerate(body):
-        line = i + 2
-        if len(row) < len(REQUIRED_COLUMNS):
-            raise DataError(f"{path}: line {line}: {len(row)} fields, expected at least 9")
+    for i, (line, row) in enumerate(body):
+        if len(row) < needed:
+            raise DataError(
+                f"{path}: line {line}: {len(row)} fields, expected {len(header)} (the header's)"
+            )
         image_ids.append(row[columns["Image Index"]].strip())
         patients.append(row[columns["Patient ID"]].strip())
         views.append(row[columns["View Position"]].strip())
@@ -124,14 +127,6 @@ def official_split(root: str | Path, table: Table) -> dict[str, np.ndarray] | No
             )
         out[split] = np.array([position[image] for image in images], dtype=np.int64)
     return out
-
-
-def _read_rows(path: Path):
-    import gzip
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", newline="") as handle:
-        yield from csv.reader(handle)
 
 
 def _image_paths(root: Path, image_ids: np.ndarray) -> np.ndarray:

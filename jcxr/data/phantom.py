@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from jcxr._io import atomic_write_bytes, atomic_write_text
+from jcxr.data.table import DataError
 
 NATIVE = 512
 VERSION = 2  # of the drawing: a change here regenerates cached phantoms and their shards
@@ -184,6 +185,8 @@ def generate(root: str | Path, num_images: int = 2000, *, seed: int = 0, workers
     Reuses what is there: an existing CSV made with the same arguments means the phantoms are
     complete (the CSV is written last, atomically). Returns the CSV path.
     """
+    if num_images < 1:
+        raise DataError(f"num_images = {num_images}; expected at least 1 phantom")
     root = Path(root)
     csv_path = root / CSV_NAME
     stamp = root / ".phantom.json"

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jcxr import models
+from jcxr import _cli, models
 
 
 def summarise(arch: str, resolution: int, num_outputs: int = 1000) -> dict:
@@ -40,6 +40,12 @@ def summarise(arch: str, resolution: int, num_outputs: int = 1000) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a user error is one line on stderr and exit 2 (``--debug``: the
+    traceback)."""
+    return _cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m jcxr.models", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list the architectures")

@@ -17,12 +17,11 @@ from pathlib import Path
 
 from flax import nnx
 
-from jcxr import models
+from jcxr import _cli, models
 from jcxr._io import file_sha256
 from jcxr.models.weights import (
     PORT_CHECKPOINT,
     PORT_RECORD,
-    WeightsMismatchError,
     read_state_dict,
 )
 
@@ -87,6 +86,12 @@ def port(arch: str, weights: str, out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a user error is one line on stderr and exit 2 (``--debug``: the
+    traceback)."""
+    return _cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m jcxr.models.port", description=__doc__.splitlines()[2].strip()
     )
@@ -100,11 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.arch not in models.list_archs():
         parser.error(f"unknown architecture {args.arch!r}; choose one of {models.list_archs()}")
-    try:
-        record = port(args.arch, args.weights, args.out)
-    except (ValueError, FileNotFoundError, WeightsMismatchError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    record = port(args.arch, args.weights, args.out)
     print(f"ported {record['tensors_converted']} tensors of {args.arch} to {args.out}")
     print(json.dumps(record, indent=2))
     return 0

@@ -8,10 +8,17 @@ import json
 import sys
 from pathlib import Path
 
+from jcxr import _cli
 from jcxr.report import build_report
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a user error is one line on stderr and exit 2 (``--debug``: the
+    traceback)."""
+    return _cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m jcxr.report", description=__doc__)
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument(
@@ -21,11 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--entity", help="W&B entity for the report (default: the key's own)")
     args = parser.parse_args(argv)
-    try:
-        report, figures = build_report(args.workdir)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    report, figures = build_report(args.workdir)
     print(f"report: {report} ({len(figures)} figures)")
     if args.wandb:
         import ml_collections

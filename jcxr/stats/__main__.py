@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jcxr import _cli
+from jcxr._io import read_csv
 from jcxr.stats.delong import NAN_POLICIES, delong
 from jcxr.stats.multitest import CORRECTIONS
 
@@ -43,64 +44,83 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def read_columns(path: Path, label: str, scores: list[str] | None):
-    """Read the label and score columns of ``path``: (labels (N,), {name: (N,)})."""
+    """Read the label and score columns of ``path``: (labels (N,), {name: (N,)}).
+
+    An empty cell is NaN (``--nan-policy`` decides); any other value that is not a number is an
+    error naming its line and column. Without ``scores``, every column but the label whose
+    values are numbers is a score column; a column that is numbers but for a few cells is an
+    error, not silently dropped.
+    """
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        rows = list(reader)
-    if not header:
-        raise ValueError(f"{path}: empty file, expected a header row")
+    header, rows = read_csv(path)
+    if not rows:
+        raise ValueError(f"{path}: a header and no data rows; expected one row per case")
     if label not in header:
         raise ValueError(f"{path}: no label column {label!r}; columns are {header}")
+    for line, row in rows:
+        if len(row) != len(header):
+            raise ValueError(
+                f"{path}: line {line}: {len(row)} fields, expected {len(header)} (the header's)"
+            )
     if scores is None:
-        scores = [c for c in header if c != label and _all_numeric(r[c] for r in rows)]
+        scores = [c for c in header if c != label and _mostly_numeric(c, header, rows)]
         if not scores:
             raise ValueError(f"{path}: no numeric score column besides {label!r} in {header}")
+    repeated = sorted({c for c in scores if scores.count(c) > 1})
+    if repeated:
+        raise ValueError(f"--scores lists {repeated} more than once; name each column once")
     missing = [c for c in scores if c not in header]
     if missing:
         raise ValueError(f"{path}: score column(s) {missing} not found; columns are {header}")
     columns = {}
     for name in [label, *scores]:
+        k = header.index(name)
         values = np.empty(len(rows))
-        for i, row in enumerate(rows):
-            text = (row[name] or "").strip()
+        for i, (line, row) in enumerate(rows):
+            text = row[k].strip()
             try:
                 values[i] = float(text) if text else math.nan
             except ValueError:
-                # Row numbers count the header as line 1, as a spreadsheet shows them.
                 raise ValueError(
-                    f"{path}: line {i + 2}, column {name!r}: expected a number, found {text!r}"
+                    f"{path}: line {line}, column {name!r}: expected a number, found {text!r}"
                 ) from None
         columns[name] = values
     return columns.pop(label), columns
 
 
-def _all_numeric(values) -> bool:
-    for text in values:
-        try:
-            float(text)
-        except (TypeError, ValueError):
-            return False
+def _mostly_numeric(name: str, header: list[str], rows) -> bool:
+    """True if the column's non-empty cells are numbers: a score column. A column with no
+    number at all (an ID) is not one; read_columns reports the odd cell of a column with some."""
+    k = header.index(name)
+    return any(_is_number(row[k]) for _, row in rows if row[k].strip())
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
     return True
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a user error is one line on stderr and exit 2 (``--debug``: the
+    traceback)."""
+    return _cli.run(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        score_names = args.scores.split(",") if args.scores else None
-        labels, scores = read_columns(args.predictions, args.label, score_names)
-        result = delong(
-            labels,
-            scores,
-            alpha=args.alpha,
-            correction=args.correction,
-            nan_policy=args.nan_policy,
-        )
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    score_names = args.scores.split(",") if args.scores else None
+    labels, scores = read_columns(args.predictions, args.label, score_names)
+    result = delong(
+        labels,
+        scores,
+        alpha=args.alpha,
+        correction=args.correction,
+        nan_policy=args.nan_policy,
+    )
     print(json.dumps(result.to_dict(), indent=2) if args.json else result)
     return 0
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jcxr import _cli
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "config file (get_config())", lock_config=True
 )
@@ -40,21 +42,21 @@ def main(argv):
     del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.WARNING)  # orbax narrates every save at INFO
-    from jcxr.data.table import DataError
+    from jcxr import _cli
     from jcxr.results import console_summary
     from jcxr.train.config import validate
     from jcxr.train.sweep import run_sweep
 
     config = _CONFIG.value
-    try:
-        validate(config)
-    except ValueError as error:
-        sys.exit(f"error: {error}")
     workdir = Path(_WORKDIR.value or Path("workdirs") / config.name)
     try:
+        validate(config)
         results = run_sweep(config, workdir, fresh=_FRESH.value)
-    except DataError as error:
-        sys.exit(f"error: {error}")
+    except _cli.USER_ERRORS as error:
+        if _cli.debugging(sys.argv):
+            raise
+        _cli.report(error)
+        sys.exit(2)
     print(console_summary(results))
     failed = [c for c in results.cells if not c.done]
     print(f"\nresults: {workdir / 'results.json'}  {workdir / 'results.csv'}")
@@ -74,18 +76,42 @@ def last_override_wins(argv: list[str]) -> list[str]:
     return [a for i, a in enumerate(argv) if not field(a) or last[field(a)] == i]
 
 
+def config_path(arguments: list[str]) -> str | None:
+    """The file of ``--config FILE[:ARG]`` / ``--config=FILE[:ARG]``, if given."""
+    for i, a in enumerate(arguments):
+        if a.startswith("--config="):
+            return a.split("=", 1)[1].split(":")[0]
+        if a == "--config" and i + 1 < len(arguments):
+            return arguments[i + 1].split(":")[0]
+    return None
+
+
 def run():
     # Parse once, up front: a mistyped --config.FIELD fails inside absl's parser with a
     # traceback, so it is caught here and reported with the valid fields.
     app.define_help_flags()
+    arguments = [a for a in last_override_wins(sys.argv) if a != "--debug"]
+    path = config_path(arguments)
+    if path and not Path(path).is_file():
+        sys.exit(f"error: --config {path}: no such file")
     try:
-        argv = flags.FLAGS(last_override_wins(sys.argv))
-        _ = _CONFIG.value
+        argv = flags.FLAGS(arguments)
+        config = _CONFIG.value
     except (AttributeError, KeyError, flags.Error) as error:
+        if _cli.debugging(sys.argv):
+            raise
+        if "parsing config file" in str(error) or "Failed loading config" in str(error):
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            sys.exit(f"error: --config {path}: the config file does not load ({lines[-1]})")
         from jcxr.train.config import defaults
 
         valid = ", ".join(_valid_fields(defaults()))
         sys.exit(f"error: bad --config override ({error}); valid fields: {valid}")
+    if config is None:
+        sys.exit(
+            "error: --config is required, e.g. python -m jcxr.train --config configs/demo.py "
+            "(--help lists the flags)"
+        )
     app.run(main, argv=argv, flags_parser=lambda args: args)
 
 

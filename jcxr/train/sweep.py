@@ -37,6 +37,8 @@ def run_sweep(
     the sweep before anything trains (:mod:`jcxr.train.fingerprint`), or with ``fresh`` is
     removed and trained again."""
     validate(config)
+    if workdir.exists() and not workdir.is_dir():
+        raise ValueError(f"{workdir}: the workdir exists and is not a folder; choose another")
     parallel.initialize(config.parallel.distributed)
     primary = parallel.is_primary()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,43 @@
+"""What every jcxr command line does with a user error: one line naming it, exit status 2.
+
+A user error is bad input (a file, a config value, a CSV row), an OS refusal (a missing file, a
+folder where a file should be) or a model that does not fit in memory: ``ValueError`` (jcxr's
+``DataError`` among them), ``OSError`` and ``MemoryError``. ``--debug`` on the command line, or
+``JCXR_DEBUG=1`` in the environment, shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+USER_ERRORS = (ValueError, OSError, MemoryError)
+
+
+def debugging(argv: Sequence[str]) -> bool:
+    return "--debug" in argv or os.environ.get("JCXR_DEBUG", "") not in ("", "0")
+
+
+def run(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
+    """``main(argv)`` (``--debug`` removed) with user errors as one line on stderr and exit 2,
+    and Ctrl-C as "interrupted" and exit 130."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debugging(argv)
+    try:
+        return main([a for a in argv if a != "--debug"]) or 0
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        report(error)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def report(error: BaseException) -> None:
+    message = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
+        message = f"{error.filename}: {message}"
+    print(f"error: {message} (--debug shows the traceback)", file=sys.stderr)
