@@ -67,23 +67,41 @@ class Tracker:
             self.mode = "disabled"
             return None
 
+    def _init(self, **kwargs):
+        """``wandb.init`` in the tracker's mode, waiting at most
+        ``config.logging.wandb_init_timeout`` seconds online. An online init that fails or times
+        out (no network, service down) switches the tracker to offline for the rest of the
+        sweep, so every metric is still kept for ``wandb sync``."""
+        import wandb
+
+        timeout = float(self.config.logging.get("wandb_init_timeout", 30.0))
+        settings = wandb.Settings(init_timeout=timeout)
+        kwargs = dict(dir=str(self.workdir), reinit="create_new", settings=settings, **kwargs)
+        try:
+            return wandb.init(mode=self.mode, **kwargs)
+        except Exception as error:
+            if self.mode != "online":
+                raise
+            warnings.warn(
+                f"W&B online init failed within {timeout:g} s ({error}); logging offline for the "
+                f"rest of the sweep: `wandb sync {self.workdir / 'wandb'}` later",
+                stacklevel=3,
+            )
+            self.mode = "offline"
+            return wandb.init(mode=self.mode, **kwargs)
+
     def start_cell(self, cell, extra: dict) -> None:
         def start():
-            import wandb
-
             fields = {"label": cell.label, "resolution": cell.resolution, "arch": cell.arch,
                       "seed": cell.seed}  # fmt: skip
             config = {**self.config.to_dict(), "cell": {**fields, **extra}}
             with self.lock:
-                return wandb.init(
+                return self._init(
                     project=self.config.logging.project,
                     group=self.config.name,
                     job_type=cell.label,
                     name=cell.id,
                     config=config,
-                    dir=str(self.workdir),
-                    mode=self.mode,
-                    reinit="create_new",
                 )
 
         run = self._safely("init", start)
@@ -144,15 +162,12 @@ class Tracker:
         def publish():
             import wandb
 
-            run = wandb.init(
+            run = self._init(
                 project=self.config.logging.project,
                 group=self.config.name,
                 job_type="summary",
                 name=f"{self.config.name}-summary",
                 config=self.config.to_dict(),
-                dir=str(self.workdir),
-                mode=self.mode,
-                reinit="create_new",
             )
             columns = ["label", "resolution", "arch", "seed", "status", "auc", "auc_se"]
             table = wandb.Table(columns=columns)

@@ -659,3 +659,34 @@ def test_command_lines_answer_user_errors_in_one_line(phantom_shards, tmp_path):
     debug = subprocess.run([sys.executable, "-m", "jcxr.report", "--workdir", str(cut),
                             "--debug"], capture_output=True, text=True)  # fmt: skip
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_wandb_without_network_waits_briefly_then_keeps_everything_offline(
+    phantom_shards, tmp_path, monkeypatch
+):
+    import wandb
+
+    from jcxr import tracking
+
+    calls, original = [], wandb.init
+
+    def init(*args, mode=None, settings=None, **kwargs):
+        calls.append((mode, settings.init_timeout))
+        if mode == "online":  # what wandb raises when the service cannot be reached in time
+            raise wandb.errors.CommError("timed out waiting for the W&B service")
+        return original(*args, mode=mode, settings=settings, **kwargs)
+
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setattr(tracking, "_has_api_key", lambda: True)
+    monkeypatch.setattr(wandb, "init", init)
+    config = tiny_config(phantom_shards, train__epochs=1, logging__wandb="online")
+    config.sweep.resolutions = (32, 48)
+    config.logging.wandb_init_timeout = 7.5
+    with pytest.warns(UserWarning, match="logging offline for the rest of the sweep"):
+        results = run_sweep(config, tmp_path)
+    assert all(c.done for c in results.cells)
+    # one online attempt, bounded by the configured timeout, then offline for everything
+    assert calls == [("online", 7.5)] + [("offline", 7.5)] * 3  # 2 cells + the summary
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 3
+    assert sum(b"val/auc" in run.read_bytes() for run in runs) == 2  # the cells' metrics kept

@@ -113,6 +113,8 @@ def defaults() -> ml_collections.ConfigDict:
     c.logging = ml_collections.ConfigDict()
     c.logging.wandb = "offline"  # "online", "offline" or "disabled"
     c.logging.project = "jcxr"
+    # seconds an online W&B run may take to start; past it (no network) the sweep logs offline
+    c.logging.wandb_init_timeout = 30.0
     c.logging.progress = True
 
     c.lock()
@@ -177,6 +179,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if any(r < 32 for r in config.sweep.resolutions):
         raise ValueError(
             f"config.sweep.resolutions must be >= 32 px; got {config.sweep.resolutions}"
+        )
+    if not config.logging.wandb_init_timeout > 0:
+        raise ValueError(
+            f"config.logging.wandb_init_timeout = {config.logging.wandb_init_timeout}; expected "
+            "a number of seconds > 0"
         )
     if t.epochs < 1:
         raise ValueError(f"config.train.epochs must be >= 1; got {t.epochs}")
