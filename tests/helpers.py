@@ -26,3 +26,13 @@ def tiny_config(shard_dir, **changes):
         section, field = key.split("__")
         c[section][field] = value
     return c
+
+
+def sleep_in_worker(pid_file: str) -> None:
+    """For the worker-lifetime test: record this worker's pid, then outlive any test."""
+    import os
+    import time
+    from pathlib import Path
+
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(600)

@@ -1,9 +1,12 @@
 """prepare -> verify -> pipeline on phantoms; interruption, bad files, augmentation."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -382,3 +385,41 @@ def test_tfds_export_opens_without_jcxr_and_holds_the_same_images(prepared, tmp_
         from jcxr.data import tfds_builder
 
         tfds_builder.builder(out, 64, tmp_path)
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    script = textwrap.dedent(f"""
+        import os, signal, time
+        from pathlib import Path
+        from jcxr.data.workers import pool
+        from tests.helpers import sleep_in_worker
+        with pool(1) as workers:
+            workers.submit(sleep_in_worker, {str(pid_file)!r})
+            while not Path({str(pid_file)!r}).exists():
+                time.sleep(0.1)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    repo = Path(__file__).parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+    }
+    parent = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, timeout=120
+    )
+    assert parent.returncode == -9, parent.stderr[-2000:]
+    worker = int(pid_file.read_text())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.2)
+    assert not _alive(worker), "the worker outlived its killed parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.is_file() and "zombie" in status.read_text())

@@ -29,8 +29,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +36,10 @@ from PIL import Image
 
 from jcxr._io import atomic_write_bytes, atomic_write_text
 from jcxr.data.table import DataError
+from jcxr.data.workers import pool as workers_pool
 
 NATIVE = 512
 VERSION = 2  # of the drawing: a change here regenerates cached phantoms and their shards
-# Workers are spawned, never forked: a fork of a process that has started JAX can deadlock.
-_SPAWN = multiprocessing.get_context("spawn")
 FINDINGS = ("Nodule", "Mass", "Cardiomegaly", "Effusion")
 PREVALENCE = {"Nodule": 0.3, "Mass": 0.15, "Cardiomegaly": 0.25, "Effusion": 0.2}
 CSV_NAME = "Data_Entry_2017_v2020.csv"
@@ -199,7 +196,7 @@ def generate(root: str | Path, num_images: int = 2000, *, seed: int = 0, workers
         for im in images
     ]
     if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=_SPAWN) as pool:
+        with workers_pool(workers) as pool:
             list(pool.map(_write_one, jobs, chunksize=16))
     else:
         for job in jobs:

@@ -16,11 +16,9 @@ finished, and rerunning it skips the shards already there.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import shutil
 import struct
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +26,9 @@ from PIL import Image, UnidentifiedImageError
 
 from jcxr._io import atomic_write_text, file_sha256
 from jcxr.data.table import DataError, Table
+from jcxr.data.workers import pool as workers_pool
 
 MAGIC = b"JCXR"
-# Workers are spawned, never forked: a fork of a process that has started JAX can deadlock.
-_SPAWN = multiprocessing.get_context("spawn")
 RESIZE = {"bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "area": Image.BOX}
 SQUARE = ("crop", "pad")
 MANIFEST = "manifest.json"
@@ -216,7 +213,7 @@ def prepare(
         for i in todo
     ]
     bar = _progress(len(table), progress, initial=len(table) - sum(len(plan[i]) for i in todo))
-    with ProcessPoolExecutor(max(1, workers), mp_context=_SPAWN) as pool:
+    with workers_pool(workers) as pool:
         results = pool.map(_decode_shard, jobs) if workers > 1 else map(_decode_shard, jobs)
         for i, decoded in zip(todo, results, strict=True):
             bad = {str(row): note for row, _, note in decoded if note}
