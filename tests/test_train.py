@@ -690,3 +690,13 @@ def test_wandb_without_network_waits_briefly_then_keeps_everything_offline(
     runs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 3
     assert sum(b"val/auc" in run.read_bytes() for run in runs) == 2  # the cells' metrics kept
+
+
+def test_kill_soak_random_moments_end_exactly_as_an_uninterrupted_run(tmp_path):
+    """Three SIGKILLs at random moments (phantoms, shards, training, evaluation, the report),
+    each followed by a rerun; the full-size soak is ``python tests/kill_soak.py``."""
+    from tests.kill_soak import run, soak
+
+    run(tmp_path / "reference")
+    moments = soak(tmp_path / "reference", tmp_path / "killed", kills=3, seed=1, window=30.0)
+    assert moments  # at least one run was really killed
