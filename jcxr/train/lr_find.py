@@ -17,11 +17,14 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jcxr import _cli
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output directory (default workdirs/NAME)")
 _STEPS = flags.DEFINE_integer("steps", 100, "most optimiser updates")
 _MIN_LR = flags.DEFINE_float("min_lr", 1e-7, "first rate")
 _MAX_LR = flags.DEFINE_float("max_lr", 1.0, "last rate")
+flags.DEFINE_bool("debug", False, "show the traceback of an error (also: JCXR_DEBUG=1)")
 
 
 def suggest(rates: np.ndarray, losses: np.ndarray, beta: float = 0.9) -> tuple[np.ndarray, float]:
@@ -126,8 +129,14 @@ def main(argv):
     if not 0 < _MIN_LR.value < _MAX_LR.value:
         sys.exit("error: need 0 < --min_lr < --max_lr")
     workdir = Path(_WORKDIR.value or Path("workdirs") / f"{config.name}-lr_find")
-    workdir.mkdir(parents=True, exist_ok=True)
-    result = range_test(config, workdir, _STEPS.value, _MIN_LR.value, _MAX_LR.value)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        result = range_test(config, workdir, _STEPS.value, _MIN_LR.value, _MAX_LR.value)
+    except _cli.USER_ERRORS as error:
+        if _cli.debugging(sys.argv):
+            raise
+        _cli.report(error)
+        sys.exit(2)
     print(
         f"suggested learning rate: {result['suggested_learning_rate']:.3g} "
         f"({len(result['rates'])} steps); plot: {workdir / 'lr_find.png'}"
