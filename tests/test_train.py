@@ -31,7 +31,7 @@ REPO = Path(__file__).parent.parent
 # --------------------------------------------------------------------------- the step
 
 
-def make_steps(microbatch_size, tx, freeze_batchnorm=True):
+def make_steps(microbatch_size, tx, freeze_batchnorm=True, accumulate="auto"):
     """resnet_tiny steps over effective batches of 32 images."""
     model = models.create("resnet_tiny", num_outputs=1, rngs=__import__("flax").nnx.Rngs(5))
     return Steps(
@@ -39,6 +39,7 @@ def make_steps(microbatch_size, tx, freeze_batchnorm=True):
         tx,
         effective_batch_size=32,
         microbatch_size=microbatch_size,
+        accumulate=accumulate,
         augmentation=None,
         seed=0,
         dtype=jnp.float32,
@@ -47,11 +48,14 @@ def make_steps(microbatch_size, tx, freeze_batchnorm=True):
     )
 
 
-def test_accumulated_microbatches_give_the_same_update_as_one_batch():
+@pytest.mark.parametrize("accumulate", ["unroll", "scan"])  # scan: the default off CPU
+def test_accumulated_microbatches_give_the_same_update_as_one_batch(accumulate):
     rng = np.random.default_rng(0)
     pixels = jnp.asarray(rng.integers(0, 256, (32, 32, 32)), jnp.uint8)
     labels = jnp.asarray(rng.integers(0, 2, 32), jnp.float32)
-    whole, split = make_steps(32, optax.sgd(0.1)), make_steps(8, optax.sgd(0.1))
+    whole = make_steps(32, optax.sgd(0.1))
+    split = make_steps(8, optax.sgd(0.1), accumulate=accumulate)
+    assert split.unroll == (accumulate == "unroll")
     before = jax.tree.map(np.asarray, whole.params)
     loss_whole = whole.step(pixels, labels, 0)["loss"]
     loss_split = split.step(pixels, labels, 0)["loss"]
@@ -66,6 +70,18 @@ def test_accumulated_microbatches_give_the_same_update_as_one_batch():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
         moved = max(moved, float(np.abs(np.asarray(a) - p0).max()))
     assert moved > 1e-3  # the update is real, not a no-op
+
+
+def test_one_compile_per_step_kind_over_many_steps_and_evaluations():
+    """jcxr's real steps: the step index and the batches are traced, never static, so a run
+    compiles one train step and one eval step however many updates it makes."""
+    steps = make_steps(16, optax.adam(1e-3), freeze_batchnorm=False)
+    rng = np.random.default_rng(1)
+    for i in range(4):
+        pixels = rng.integers(0, 256, (32, 32, 32), dtype=np.uint8)
+        steps.step(pixels, (rng.random(32) < 0.5).astype(np.float32), i)
+        steps.predict(rng.integers(0, 256, (24, 32, 32), dtype=np.uint8))
+    assert steps.train_step._cache_size() == 1 and steps.eval_step._cache_size() == 1
 
 
 def test_step_count_and_schedule_advance_per_effective_batch():
@@ -457,6 +473,22 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
     assert sum(b"best_epoch" in log and b"auc_se" in log for log in logs) == 4
     assert sum(b"tiny" in log or b"demo" in log for log in logs) == 5  # group = sweep name
     assert (tmp_path / "comparisons" / "Mass__resnet_tiny__s0.txt").is_file()
+    # each resolution's AUC in the comparison is its own cell's test AUC, and the comparison is
+    # delong() on the saved predictions (a sweep that compared one cell's scores at every
+    # resolution would give equal AUCs and p = 1)
+    from jcxr.stats import delong
+
+    for label, comp in results["comparisons"].items():
+        own = {c["resolution"]: c["splits"]["test"]["auc"] for c in results["cells"]
+               if c["label"] == label}  # fmt: skip
+        assert comp["auc"] == pytest.approx([own[r] for r in comp["resolutions"]], abs=1e-12)
+        saved = [np.load(tmp_path / "cells" / f"{label}__resnet_tiny__r{r}__s0"
+                         / "predictions_test.npz") for r in comp["resolutions"]]  # fmt: skip
+        for p in saved:
+            np.testing.assert_array_equal(p["record"], saved[0]["record"])
+        again = delong(saved[0]["label"], [p["prob"] for p in saved])
+        np.testing.assert_allclose(comp["p"], again.p, rtol=1e-12)
+        assert comp["auc"][0] != comp["auc"][1]
 
 
 def test_report_cli_rebuilds_and_publishes_a_wandb_report(phantom_shards, tmp_path, monkeypatch):
