@@ -102,14 +102,14 @@ def test_killed_prepare_resumes_to_the_same_shards(phantoms, prepared, tmp_path)
     script = textwrap.dedent(f"""
         import os, signal
         from jcxr.data import nih, shards
-        original, calls = shards._write_shard, [0]
-        def dying(path, records, compression):
-            calls[0] += 1
-            if calls[0] == 8:  # shard 2, second resolution: leave a partial file, then die
-                path.with_name(f".{{path.name}}.partial-{{os.getpid()}}").write_bytes(b"half")
-                os.kill(os.getpid(), signal.SIGKILL)
-            original(path, records, compression)
-        shards._write_shard = dying
+        original, calls = os.replace, [0]
+        def dying(src, dst):  # the real writer has written the whole shard: die before rename
+            if str(dst).endswith(".array_record"):
+                calls[0] += 1
+                if calls[0] == 8:  # shard 2, second resolution
+                    os.kill(os.getpid(), signal.SIGKILL)
+            original(src, dst)
+        os.replace = dying
         table = nih.read_metadata({str(phantoms)!r})
         shards.prepare(table, {str(phantoms)!r}, {str(target)!r}, {RESOLUTIONS}, workers=1,
                        records_per_shard=16, progress=False)
@@ -117,7 +117,13 @@ def test_killed_prepare_resumes_to_the_same_shards(phantoms, prepared, tmp_path)
     killed = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert killed.returncode == -9
     assert not (target / "manifest.json").exists()
-    assert list(target.glob("res*/.*.partial-*"))  # the half-written file is there...
+    (partial,) = target.glob("res*/.*.partial-*")  # the writer's file, under its temporary name
+    assert (
+        partial.stat().st_size > 0
+        and not partial.with_name(partial.name[1:].split(".partial")[0]).exists()
+    )
+    with pytest.raises(DataError, match=r"no manifest\.json"):
+        shards.verify(target)  # nothing there passes for finished shards
     table = nih.read_metadata(phantoms)
     shards.prepare(
         table, phantoms, target, RESOLUTIONS, workers=1, records_per_shard=16, progress=False
