@@ -1,12 +1,12 @@
 """Kill soak: SIGKILL a small sweep at random moments, rerun, and check the end is exact.
 
-Each round starts ``python -m jcxr.train`` on the demo config made small (its own 240 phantoms,
+Each run starts ``python -m jcxr.train`` on the demo config made small (its own 240 phantoms,
 so drawing phantoms and preparing shards are killed too; one label, 32 and 48 px, 2 epochs),
 kills its whole process group after a random delay, and starts again, until a run finishes.
 The finished workdir must hold exactly the results of an uninterrupted run: every cell's
 history, metrics, step count and predictions, and the comparison.
 
-The suite runs a few rounds (tests/test_train.py); the full soak is this script::
+The suite runs a few kills (tests/test_train.py); the full soak is this script::
 
     python tests/kill_soak.py --kills 40 --seed 0 --workdir /tmp/soak
 """
@@ -74,18 +74,22 @@ def outcome(workdir: Path) -> dict:
 
 
 def soak(reference: Path, workdir: Path, kills: int, seed: int, window: float) -> list[float]:
-    """Kill ``kills`` runs in ``workdir`` at random moments in ``[0, window)`` s, then finish it;
-    return the moments. Raises AssertionError if the end differs from ``reference``'s."""
+    """Make ``kills`` SIGKILLs at random moments in ``[0, window)`` s: in one workdir after
+    another (``workdir/round-K``), each rerun until it finishes; return the moments. Raises
+    AssertionError if a finished workdir differs from ``reference``'s."""
     rng = np.random.default_rng(seed)
-    moments = []
-    for _ in range(kills):
-        moment = float(rng.uniform(0, window))
-        if run(workdir, kill_after=moment) == 0:
-            break  # finished before the kill: nothing left to interrupt
-        moments.append(moment)
-    run(workdir)
-    if outcome(workdir) != outcome(reference):
-        raise AssertionError(f"{workdir} differs from {reference} after kills at {moments}")
+    moments, round_ = [], 0
+    while len(moments) < kills:
+        target = workdir / f"round-{round_}"
+        while len(moments) < kills:
+            moment = float(rng.uniform(0, window))
+            if run(target, kill_after=moment) == 0:
+                break  # finished before the kill: nothing left to interrupt in this workdir
+            moments.append(moment)
+        run(target)
+        if outcome(target) != outcome(reference):
+            raise AssertionError(f"{target} differs from {reference} after kills at {moments}")
+        round_ += 1
     return moments
 
 
