@@ -36,8 +36,41 @@ def run(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = No
         return 130
 
 
+def call(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``; a user error exits as :func:`run` does (for absl mains, which
+    parse ``sys.argv`` themselves)."""
+    try:
+        return fn(*args, **kwargs)
+    except USER_ERRORS as error:
+        if debugging(sys.argv):
+            raise
+        report(error)
+        sys.exit(2)
+
+
 def report(error: BaseException) -> None:
     message = str(error) or type(error).__name__
     if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
         message = f"{error.filename}: {message}"
     print(f"error: {message} (--debug shows the traceback)", file=sys.stderr)
+
+
+def last_override_wins(argv: list[str]) -> list[str]:
+    """``argv`` with each ``--config.FIELD=VALUE`` given once, its last value: ml_collections
+    appends a repeated tuple override to the first (``(32, 32, 48)``) instead of replacing it."""
+
+    def field(arg: str) -> str | None:
+        return arg.split("=", 1)[0] if arg.startswith("--config.") and "=" in arg else None
+
+    last = {field(a): i for i, a in enumerate(argv) if field(a)}
+    return [a for i, a in enumerate(argv) if not field(a) or last[field(a)] == i]
+
+
+def config_path(arguments: list[str]) -> str | None:
+    """The file of ``--config FILE[:ARG]`` / ``--config=FILE[:ARG]``, if given."""
+    for i, a in enumerate(arguments):
+        if a.startswith("--config="):
+            return a.split("=", 1)[1].split(":")[0]
+        if a == "--config" and i + 1 < len(arguments):
+            return arguments[i + 1].split(":")[0]
+    return None

@@ -401,7 +401,7 @@ def test_sigkill_then_rerun_resumes_and_ends_with_identical_metrics(phantom_shar
 
 
 def test_a_repeated_config_override_replaces_the_earlier_one():
-    from jcxr.train.__main__ import last_override_wins
+    from jcxr._cli import last_override_wins
 
     argv = ["jcxr", "--config", "c.py", "--config.sweep.resolutions=32", "--workdir=w",
             "--config.sweep.resolutions=32,48", "--config.train.epochs=2"]  # fmt: skip

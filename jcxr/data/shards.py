@@ -11,6 +11,11 @@ A record is ``b"JCXR" + uint32 header length + JSON header + R*R uint8 pixels`` 
 channel, row-major), so a shard is readable without the index. Shards are written under a
 temporary name and renamed when complete: a killed ``prepare`` leaves no shard that looks
 finished, and rerunning it skips the shards already there.
+
+Why this file is long (about 450 lines): it is the one owner of the on-disk format, its writer
+(``prepare``: decoding, resizing, inputs, skips, resume) and its readers (manifest, index,
+``verify``). Split, the record layout and the manifest's fields would live in two places that
+must change together.
 """
 
 from __future__ import annotations

@@ -42,21 +42,14 @@ def main(argv):
     del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.WARNING)  # orbax narrates every save at INFO
-    from jcxr import _cli
     from jcxr.results import console_summary
     from jcxr.train.config import validate
     from jcxr.train.sweep import run_sweep
 
     config = _CONFIG.value
     workdir = Path(_WORKDIR.value or Path("workdirs") / config.name)
-    try:
-        validate(config)
-        results = run_sweep(config, workdir, fresh=_FRESH.value)
-    except _cli.USER_ERRORS as error:
-        if _cli.debugging(sys.argv):
-            raise
-        _cli.report(error)
-        sys.exit(2)
+    _cli.call(validate, config)
+    results = _cli.call(run_sweep, config, workdir, fresh=_FRESH.value)
     print(console_summary(results))
     failed = [c for c in results.cells if not c.done]
     print(f"\nresults: {workdir / 'results.json'}  {workdir / 'results.csv'}")
@@ -65,33 +58,12 @@ def main(argv):
         print(f"{len(failed)} cell(s) failed: see {workdir / 'cells'}/*/failure.json")
 
 
-def last_override_wins(argv: list[str]) -> list[str]:
-    """``argv`` with each ``--config.FIELD=VALUE`` given once, its last value: ml_collections
-    appends a repeated tuple override to the first (``(32, 32, 48)``) instead of replacing it."""
-
-    def field(arg: str) -> str | None:
-        return arg.split("=", 1)[0] if arg.startswith("--config.") and "=" in arg else None
-
-    last = {field(a): i for i, a in enumerate(argv) if field(a)}
-    return [a for i, a in enumerate(argv) if not field(a) or last[field(a)] == i]
-
-
-def config_path(arguments: list[str]) -> str | None:
-    """The file of ``--config FILE[:ARG]`` / ``--config=FILE[:ARG]``, if given."""
-    for i, a in enumerate(arguments):
-        if a.startswith("--config="):
-            return a.split("=", 1)[1].split(":")[0]
-        if a == "--config" and i + 1 < len(arguments):
-            return arguments[i + 1].split(":")[0]
-    return None
-
-
 def run():
     # Parse once, up front: a mistyped --config.FIELD fails inside absl's parser with a
     # traceback, so it is caught here and reported with the valid fields.
     app.define_help_flags()
-    arguments = [a for a in last_override_wins(sys.argv) if a != "--debug"]
-    path = config_path(arguments)
+    arguments = [a for a in _cli.last_override_wins(sys.argv) if a != "--debug"]
+    path = _cli.config_path(arguments)
     if path and not Path(path).is_file():
         sys.exit(f"error: --config {path}: no such file")
     try:

@@ -129,14 +129,8 @@ def main(argv):
     if not 0 < _MIN_LR.value < _MAX_LR.value:
         sys.exit("error: need 0 < --min_lr < --max_lr")
     workdir = Path(_WORKDIR.value or Path("workdirs") / f"{config.name}-lr_find")
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        result = range_test(config, workdir, _STEPS.value, _MIN_LR.value, _MAX_LR.value)
-    except _cli.USER_ERRORS as error:
-        if _cli.debugging(sys.argv):
-            raise
-        _cli.report(error)
-        sys.exit(2)
+    _cli.call(workdir.mkdir, parents=True, exist_ok=True)
+    result = _cli.call(range_test, config, workdir, _STEPS.value, _MIN_LR.value, _MAX_LR.value)
     print(
         f"suggested learning rate: {result['suggested_learning_rate']:.3g} "
         f"({len(result['rates'])} steps); plot: {workdir / 'lr_find.png'}"
