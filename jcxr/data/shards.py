@@ -198,7 +198,7 @@ def prepare(
             leftover.unlink()
     skipped_path = out / SKIPPED
     skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else {}
-    skipped = _retry_skipped(table, root, out, square, skipped, plan, log)
+    skipped = _retry_skipped(table, root, out, square, skipped, records_per_shard, n_shards, log)
     atomic_write_text(skipped_path, json.dumps(skipped))
     todo = [
         i
@@ -285,7 +285,7 @@ def remove_shards(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _retry_skipped(table, root, out, square, skipped: dict, plan, log) -> dict:
+def _retry_skipped(table, root, out, square, skipped: dict, per_shard, n_shards, log) -> dict:
     """Images skipped before that decode now: their shards are removed (to be remade) and
     they leave the skip list."""
     fixed = []
@@ -299,9 +299,8 @@ def _retry_skipped(table, root, out, square, skipped: dict, plan, log) -> dict:
     for row in fixed:
         log(f"{table.paths[row]}: skipped before, decodes now; its shard is remade")
         del skipped[str(row)]
-        shard = next(i for i, rows in enumerate(plan) if row in rows)
         for directory in out.glob("res*"):
-            (directory / _shard_name(shard, len(plan))).unlink(missing_ok=True)
+            (directory / _shard_name(row // per_shard, n_shards)).unlink(missing_ok=True)
     return skipped
 
 

@@ -116,11 +116,10 @@ def train_cell(
         splits=outputs,
         history=tuple(meta["history"]),
     )
-    # what is returned is exactly what a rerun will read back
-    result = CellResult.from_json(result.to_json())
+    saved = result.to_json()
+    result = CellResult.from_json(saved)  # exactly what a rerun will read back
     if parallel.is_primary():
-        text = json.dumps(result.to_json(), indent=2, allow_nan=False)
-        atomic_write_text(result_path, text)
+        atomic_write_text(result_path, json.dumps(saved, indent=2, allow_nan=False))
     return result
 
 

@@ -52,15 +52,15 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def fingerprint(config, cell: Cell, shards: Path) -> dict:
-    """What determines ``cell``'s result under ``config`` on ``shards`` (JSON-ready)."""
+def fingerprint(config, cell: Cell, manifest: dict) -> dict:
+    """What determines ``cell``'s result under ``config`` on the shards of ``manifest``
+    (JSON-ready)."""
     values = _flat(json.loads(config.to_json()))
     kept = {
         f"config.{name}": value
         for name, value in sorted(values.items())
         if name.split(".")[0] not in FREE_SECTIONS and name not in FREE_FIELDS
     }
-    manifest = shard_store.read_manifest(shards)
     checksums = "".join(s["sha256"] for s in manifest["shards"][str(cell.resolution)])
     kept["shards.source"] = manifest["source"]
     kept["shards.source_csv_sha256"] = manifest.get("source_csv_sha256")
@@ -86,10 +86,11 @@ def check_workdir(
     Cells whose folder has no fingerprint (made before jcxr recorded one) get the current one.
     ``write=False`` (every process but the first) checks without writing.
     """
+    manifest = shard_store.read_manifest(shards)
     stale = {}
     for cell in cells:
         folder = workdir / "cells" / cell.id
-        now = fingerprint(config, cell, shards)
+        now = fingerprint(config, cell, manifest)
         path = folder / FILE
         if path.is_file():
             try:
@@ -115,7 +116,7 @@ def check_workdir(
             log(f"{cell.id}: made by another config or other shards; removed to train again")
             if write:
                 shutil.rmtree(workdir / "cells" / cell.id)
-                now = fingerprint(config, cell, shards)
+                now = fingerprint(config, cell, manifest)
                 atomic_write_text(workdir / "cells" / cell.id / FILE, json.dumps(now, indent=2))
         return
     fields = {}
