@@ -24,8 +24,9 @@ def check_options(alpha, correction, nan_policy, backend) -> None:
         raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
 
 
-def validated_inputs(y_true, scores, names, nan_policy, where: str = ""):
-    """Checked ``(positive (N,) bool, scores (K, N) float64, names, n_dropped)``."""
+def validated_inputs(y_true, scores, names, nan_policy, where: str = "", clusters=None):
+    """Checked ``(positive (N,) bool, scores (K, N) float64, names, n_dropped, clusters)``;
+    ``clusters`` is the ``(N,)`` array of cluster IDs (after dropping), or None."""
     labels = _labels_as_float(y_true, where)
     score_matrix, names = _scores_as_matrix(scores, names, where)
     n_cases = labels.size
@@ -34,6 +35,8 @@ def validated_inputs(y_true, scores, names, nan_policy, where: str = ""):
             f"{where}length mismatch: y_true has {n_cases} cases but the score vector(s) "
             f"{names} have {score_matrix.shape[1]}"
         )
+    if clusters is not None:
+        clusters = _cluster_ids(clusters, n_cases, where)
     bad_score = ~np.isfinite(score_matrix)
     bad_label = np.isnan(labels)
     if nan_policy == "raise":
@@ -54,6 +57,7 @@ def validated_inputs(y_true, scores, names, nan_policy, where: str = ""):
         keep = ~(bad_label | bad_score.any(axis=0))
         n_dropped = int(n_cases - keep.sum())
         labels, score_matrix = labels[keep], score_matrix[:, keep]
+        clusters = None if clusters is None else clusters[keep]
     positive = labels == 1.0
     m, n = int(positive.sum()), int(labels.size - positive.sum())
     if m == 0 or n == 0:
@@ -67,7 +71,44 @@ def validated_inputs(y_true, scores, names, nan_policy, where: str = ""):
             f"{where}DeLong variance needs at least 2 positives and 2 negatives; got {m} "
             f"positive(s) and {n} negative(s)"
         )
-    return positive, score_matrix, names, n_dropped
+    return positive, score_matrix, names, n_dropped, clusters
+
+
+def check_clusters(positive: np.ndarray, codes: np.ndarray) -> None:
+    """Obuchowski's variance needs 2 clusters holding a positive and 2 holding a negative."""
+    with_pos, with_neg = np.unique(codes[positive]).size, np.unique(codes[~positive]).size
+    if with_pos < 2 or with_neg < 2:
+        raise ValueError(
+            f"clusters: the clustered variance needs at least 2 clusters holding a positive and "
+            f"2 holding a negative; got {with_pos} and {with_neg}"
+        )
+
+
+def _cluster_ids(clusters, n_cases: int, where: str) -> np.ndarray:
+    ids = np.asarray(clusters)
+    if ids.ndim != 1:
+        raise ValueError(f"{where}clusters must be a 1-D vector of IDs; got shape {ids.shape}")
+    if ids.size != n_cases:
+        raise ValueError(
+            f"{where}clusters has {ids.size} IDs but y_true has {n_cases} cases; give one "
+            "cluster ID (patient or study) per case"
+        )
+    if ids.dtype.kind == "f":
+        missing = np.isnan(ids)
+    elif ids.dtype.kind == "O":
+        missing = np.array([v is None or (isinstance(v, float) and v != v) for v in ids], bool)
+    else:
+        missing = np.zeros(n_cases, bool)
+    if ids.dtype.kind in "OUS":
+        missing |= np.array([str(v).strip() == "" for v in ids], bool)
+    if missing.any():
+        raise ValueError(
+            f"{where}clusters has {int(missing.sum())} missing ID(s) (NaN, None or empty), "
+            f"first at case {int(np.argmax(missing))}; every case needs its cluster"
+        )
+    if ids.dtype.kind == "O":
+        ids = ids.astype(str)
+    return ids
 
 
 def _labels_as_float(y_true, where: str) -> np.ndarray:

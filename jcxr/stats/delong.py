@@ -8,14 +8,15 @@ Conventions (shared by every function here):
   scikit-learn's ``roc_auc_score``).
 * Variances and covariances are DeLong, DeLong & Clarke-Pearson (1988): with structural
   components V10 (one per positive) and V01 (one per negative), ``S = S10 / m + S01 / n``.
-  The components are computed with Sun & Xu's (2014) midrank algorithm, one sort per model:
-  O(K N log N) time and O(K N) memory, never an m x n matrix.
+  With ``clusters`` (several images of one patient, several views of one study) they are
+  Obuchowski's (1997) clustered estimator, which reduces exactly to DeLong's for clusters of
+  one case (:mod:`jcxr.stats.moments`). The components are computed with Sun & Xu's (2014)
+  midrank algorithm, one sort per model: O(K N log N) time and O(K N) memory, never an
+  m x n matrix.
 * A pair whose difference has standard deviation 0 gets z = 0 and p = 1 when the two AUCs are
   equal, and z = +/-inf and p = 0 otherwise. ``log10_p`` stays finite where ``p`` underflows.
 
-Internally every component is kept in counting units (a positive's placement is the number of
-negatives scoring below it plus half the ties: a half-integer), so AUCs are exact ratios of
-integers and identical models give a difference variance of exactly zero.
+Results follow scipy.stats: ``statistic`` (z), ``pvalue`` and ``confidence_interval()``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import special
 
-from jcxr.stats._inputs import BACKENDS, NAN_POLICIES, check_options, validated_inputs
+from jcxr.stats._inputs import (
+    BACKENDS,
+    NAN_POLICIES,
+    check_clusters,
+    check_options,
+    validated_inputs,
+)
+from jcxr.stats.moments import cluster_codes, delong_moments, placements
 from jcxr.stats.multitest import adjust_pvalues
 from jcxr.stats.result import DeLongResult, Omnibus, UnpairedDeLongResult, z_critical
 
@@ -50,17 +58,22 @@ def delong(
     y_true,
     scores,
     *,
+    clusters=None,
     names: Sequence[str] | None = None,
     alpha: float = 0.05,
     correction: str = "holm",
     nan_policy: str = "raise",
     backend: str = "numpy",
 ) -> DeLongResult:
-    """Compare K >= 1 correlated ROC AUCs measured on the same N cases (DeLong 1988).
+    """Compare K >= 1 correlated ROC AUCs measured on the same N cases (DeLong 1988), or on
+    N cases in clusters (Obuchowski 1997).
 
     Args:
       y_true: ``(N,)`` binary labels (bool, or numbers equal to 0 and 1). 1 = positive.
       scores: ``(K, N)`` or ``(N,)`` array, or a mapping ``name -> (N,)`` scores. Higher = positive.
+      clusters: ``(N,)`` cluster of every case (patient or study IDs: ints or strings), or
+        None for independent cases. A cluster may hold positives, negatives or both; the
+        variance then counts each cluster, not each image, as one independent draw.
       names: K model names (default: the mapping's keys, else ``"0" .. "K-1"``).
       alpha: level of every confidence interval (``1 - alpha`` coverage).
       correction: ``"holm"``, ``"bonferroni"``, ``"bh"`` or ``"none"``, applied over the
@@ -73,13 +86,21 @@ def delong(
       A :class:`DeLongResult`.
     """
     check_options(alpha, correction, nan_policy, backend)
-    positive, score_matrix, names, n_dropped = validated_inputs(y_true, scores, names, nan_policy)
+    positive, score_matrix, names, n_dropped, cluster_ids = validated_inputs(
+        y_true, scores, names, nan_policy, clusters=clusters
+    )
+    codes = n_clusters = None
+    if cluster_ids is not None:
+        codes, n_clusters = cluster_codes(cluster_ids)
+        check_clusters(positive, codes)
     if backend == "jax":
+        if codes is not None:
+            raise ValueError("backend='jax' does not take clusters; use backend='numpy'")
         from jcxr.stats import jax_backend
 
         auc, cov, diff_var = jax_backend.delong_moments_float64(positive, score_matrix)
     else:
-        auc, cov, diff_var = delong_moments(positive, score_matrix)
+        auc, cov, diff_var = delong_moments(positive, score_matrix, codes)
     return _correlated_result(
         names,
         auc,
@@ -90,6 +111,7 @@ def delong(
         n_dropped,
         alpha,
         correction,
+        n_clusters,
     )
 
 
@@ -115,7 +137,7 @@ def delong_unpaired(
             raise ValueError(
                 f"set {name!r}: scores must be one (N,) vector; got shape {np.shape(s)}"
             )
-        positive, score_matrix, _, _ = validated_inputs(
+        positive, score_matrix, _, _, _ = validated_inputs(
             y, s, [name], nan_policy, where=f"set {name!r}: "
         )
         auc, cov, _ = delong_moments(positive, score_matrix)
@@ -145,122 +167,11 @@ def delong_unpaired(
     )
 
 
-def delong_moments(positive: np.ndarray, scores: np.ndarray):
-    """AUCs, their DeLong covariance, and the variance of every pairwise difference.
-
-    Args:
-      positive: ``(N,)`` bool, at least 2 positives and 2 negatives.
-      scores: ``(K, N)`` float64, finite.
-
-    Returns:
-      ``auc`` (K,), ``cov`` (K, K), ``diff_var`` (K, K) with ``diff_var[i, j] =
-      var(auc[i] - auc[j])``, guarded against cancellation in ``cov[i, i] + cov[j, j] -
-      2 cov[i, j]`` (exactly zero for identical models).
-    """
-    m = int(positive.sum())
-    n = positive.size - m
-    placement = placements(positive, scores)
-    pos_place, neg_place = placement[:, positive], placement[:, ~positive]
-    # Sums of half-integers below 2**53 are exact, so the AUC is the exact ratio, rounded once.
-    auc = pos_place.sum(axis=1) / (m * n)
-    # V10 = pos_place / n and V01 = neg_place / m; S = S10 / m + S01 / n.
-    s10, s01 = _row_cov(pos_place), _row_cov(neg_place)
-    cov = s10 / (n * n * m) + s01 / (m * m * n)
-    diff_var = _pairwise_diff_var(pos_place, s10) / (n * n * m) + _pairwise_diff_var(
-        neg_place, s01
-    ) / (m * m * n)
-    return auc, cov, diff_var
-
-
-def placements(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Each case's placement among the other class, in counting units, for every model.
-
-    For a positive: the number of negatives scoring below it plus half those tied with it,
-    i.e. Sun & Xu's ``T_Z - T_X`` (midrank among all cases minus midrank among positives).
-    For a negative: the number of positives scoring above it plus half the ties.
-
-    Args:
-      positive: ``(N,)`` bool.
-      scores: ``(K, N)`` float64.
-
-    Returns:
-      ``(K, N)`` float64 half-integers. One sort per row; no m x n matrix.
-    """
-    k, n_cases = scores.shape
-    m = int(positive.sum())
-    order = np.argsort(scores, axis=1)
-    flat_order = (order + n_cases * np.arange(k)[:, None]).ravel()
-    ranked = scores.ravel()[flat_order]  # every row ascending, rows one after another
-    is_neg = ~positive[order].ravel()
-    neg_upto = np.cumsum(is_neg.reshape(k, n_cases), axis=1).ravel()  # negatives at or before
-    # Twice a placement is an integer: (cases of the other class before the tie group) plus
-    # (those up to its end). Untied cases form their own group; tied ones are fixed up below.
-    neg_before = neg_upto - is_neg
-    position = np.tile(np.arange(n_cases), k)
-    first, last = position, position
-    tied = ranked[1:] == ranked[:-1]
-    tied[n_cases - 1 :: n_cases] = False  # never across rows
-    if tied.any():
-        neg_before, neg_upto, first, last = _tie_groups(tied, is_neg, neg_upto, position)
-    twice_neg_below = neg_before + neg_upto
-    twice_pos_below = first + last + 1 - twice_neg_below
-    twice = np.where(is_neg, 2 * m - twice_pos_below, twice_neg_below)
-    placed = np.empty(k * n_cases)
-    placed[flat_order] = twice
-    placed *= 0.5
-    return placed.reshape(k, n_cases)
-
-
-def _tie_groups(tied, is_neg, neg_upto, position):
-    """Counts and row positions at the first and last member of each case's tie group.
-
-    Only the cases that tie with a neighbour are touched, so sparse ties cost little.
-    """
-    neg_before, neg_upto_group = neg_upto - is_neg, neg_upto.copy()
-    first, last = position.copy(), position.copy()
-    tied_prev = np.concatenate([[False], tied])
-    tied_next = np.concatenate([tied, [False]])
-    members = np.flatnonzero(tied_prev | tied_next)
-    group_first = np.maximum.accumulate(np.where(tied_prev[members], 0, members))
-    group_last = np.minimum.accumulate(np.where(tied_next[members], tied.size, members)[::-1])[::-1]
-    neg_before[members] = neg_upto[group_first] - is_neg[group_first]
-    neg_upto_group[members] = neg_upto[group_last]
-    first[members] = position[group_first]
-    last[members] = position[group_last]
-    return neg_before, neg_upto_group, first, last
-
-
 # --------------------------------------------------------------------------- internals
 
 
-def _pairwise_diff_var(x: np.ndarray, cov: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
-    """(K, K) sample variance (ddof = 1) of ``x[i] - x[j]`` for the rows of ``x`` (K, M).
-
-    ``cov`` is the rows' own sample covariance. ``cov[i, i] + cov[j, j] - 2 cov[i, j]`` is exact
-    enough unless the difference is tiny next to the rows' variances; those pairs (rtol) are
-    recomputed from the differences themselves, where half-integer differences are exact, so two
-    rows that differ by a constant (identical models included) give exactly 0.
-    """
-    own = np.diag(cov)
-    scale = own[:, None] + own[None, :]
-    var = scale - 2.0 * cov
-    i, j = np.nonzero(np.triu(var <= rtol * scale, 1))
-    if i.size:
-        d = x[i] - x[j]
-        d -= d.mean(axis=1, keepdims=True)
-        var[i, j] = var[j, i] = np.einsum("ij,ij->i", d, d) / (x.shape[1] - 1)
-    np.fill_diagonal(var, 0.0)
-    return var
-
-
-def _row_cov(x: np.ndarray) -> np.ndarray:
-    """(K, K) sample covariance (ddof = 1) of the rows of ``x`` (K, M)."""
-    centred = x - x.mean(axis=1, keepdims=True)
-    return centred @ centred.T / (x.shape[1] - 1)
-
-
 def _correlated_result(
-    names, auc, cov, diff_var, n_positive, n_negative, n_dropped, alpha, correction
+    names, auc, cov, diff_var, n_positive, n_negative, n_dropped, alpha, correction, n_clusters
 ) -> DeLongResult:
     k = auc.size
     zc = z_critical(alpha)
@@ -289,6 +200,7 @@ def _correlated_result(
         n_dropped=n_dropped,
         alpha=alpha,
         correction=correction,
+        n_clusters=n_clusters,
     )
 
 

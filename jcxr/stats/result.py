@@ -1,15 +1,29 @@
 """What :func:`jcxr.stats.delong` and :func:`jcxr.stats.delong_unpaired` return: small frozen
-result objects with arrays, ``to_dict()`` (strict JSON) and a printable table."""
+result objects with arrays, ``to_dict()`` (strict JSON) and a printable table.
+
+They follow scipy.stats' conventions: ``statistic`` and ``pvalue``, and
+``confidence_interval(confidence_level=0.95)`` returning a ``(low, high)`` named tuple. The
+older names (``z``, ``p``, ``diff_ci`` and ``ci`` at the result's own ``alpha``) stay as
+fields: ``z is statistic`` and ``p is pvalue``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy import special
 
 from jcxr._io import json_ready
+
+
+class ConfidenceInterval(NamedTuple):
+    """Lower and upper bounds, as scipy.stats' ``ConfidenceInterval``."""
+
+    low: np.ndarray | float
+    high: np.ndarray | float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +59,28 @@ class DeLongResult:
     n_dropped: int
     alpha: float
     correction: str
+    n_clusters: int | None = None  # None: cases are independent (no clusters given)
+
+    @property
+    def statistic(self) -> np.ndarray:
+        """(K, K) z of ``auc[i] - auc[j]`` (scipy.stats' name; the same array as ``z``)."""
+        return self.z
+
+    @property
+    def pvalue(self) -> np.ndarray:
+        """(K, K) two-sided p-value, unadjusted (scipy.stats' name; the same array as ``p``)."""
+        return self.p
+
+    def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
+        """(K, K) normal-approximation interval of every difference ``auc[i] - auc[j]``."""
+        zc = z_critical(_alpha_of(confidence_level))
+        return ConfidenceInterval(self.diff - zc * self.diff_se, self.diff + zc * self.diff_se)
+
+    def auc_confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
+        """(K,) normal-approximation interval of every AUC, clipped to [0, 1]."""
+        zc = z_critical(_alpha_of(confidence_level))
+        low, high = self.auc - zc * self.se, self.auc + zc * self.se
+        return ConfidenceInterval(np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0))
 
     @property
     def diff(self) -> np.ndarray:
@@ -84,6 +120,7 @@ class DeLongResult:
                 "n_dropped": self.n_dropped,
                 "alpha": self.alpha,
                 "correction": self.correction,
+                "n_clusters": self.n_clusters,
                 "auc": self.auc,
                 "se": self.se,
                 "ci": self.ci,
@@ -101,9 +138,11 @@ class DeLongResult:
     def __str__(self) -> str:
         level = f"{100 * (1 - self.alpha):g}%"
         dropped = f", {self.n_dropped:,} dropped (non-finite)" if self.n_dropped else ""
+        method = "DeLong" if self.n_clusters is None else "DeLong, clustered (Obuchowski 1997)"
+        clusters = "" if self.n_clusters is None else f" in {self.n_clusters:,} clusters"
         lines = [
-            f"DeLong: {len(self.names)} correlated ROC curve(s), {self.n_positive:,} positives, "
-            f"{self.n_negative:,} negatives{dropped}",
+            f"{method}: {len(self.names)} correlated ROC curve(s), {self.n_positive:,} "
+            f"positives, {self.n_negative:,} negatives{clusters}{dropped}",
             "",
         ]
         width = max(8, *(len(n) for n in self.names))
@@ -151,6 +190,22 @@ class UnpairedDeLongResult:
     n_negative: tuple[int, int]
     alpha: float
 
+    @property
+    def statistic(self) -> float:
+        """z of ``auc[0] - auc[1]`` (scipy.stats' name for ``z``)."""
+        return self.z
+
+    @property
+    def pvalue(self) -> float:
+        """Two-sided p-value (scipy.stats' name for ``p``)."""
+        return self.p
+
+    def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
+        """Normal-approximation interval of ``auc[0] - auc[1]``."""
+        sd = (self.diff_ci[1] - self.diff_ci[0]) / (2 * z_critical(self.alpha))
+        zc = z_critical(_alpha_of(confidence_level))
+        return ConfidenceInterval(self.diff - zc * sd, self.diff + zc * sd)
+
     def to_dict(self) -> dict:
         return json_ready({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
@@ -177,6 +232,12 @@ def _format_p(p: float, log10_p: float | None = None) -> str:
     if p >= 1e-4:
         return f"{p:.4f}"
     return f"{p:.2e}"
+
+
+def _alpha_of(confidence_level: float) -> float:
+    if not (isinstance(confidence_level, float | int) and 0.0 < confidence_level < 1.0):
+        raise ValueError(f"confidence_level must be a number in (0, 1); got {confidence_level!r}")
+    return 1.0 - confidence_level
 
 
 def z_critical(alpha: float) -> float:
