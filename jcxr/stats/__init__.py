@@ -18,14 +18,21 @@ from jcxr.stats.delong import (
     placements,
 )
 from jcxr.stats.multitest import adjust_pvalues
+from jcxr.stats.power import Binormal, PowerResult, detectable_auc, power
+from jcxr.stats.result import ConfidenceInterval
 
 __all__ = [
+    "Binormal",
+    "ConfidenceInterval",
     "DeLongResult",
     "Omnibus",
+    "PowerResult",
     "UnpairedDeLongResult",
     "adjust_pvalues",
     "delong",
     "delong_moments",
     "delong_unpaired",
+    "detectable_auc",
     "placements",
+    "power",
 ]
