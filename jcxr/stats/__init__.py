@@ -8,6 +8,7 @@ Needs only numpy and scipy (the optional ``backend="jax"`` imports JAX when aske
     result.p_adjusted[0, 1]    # row vs column
 """
 
+from jcxr.stats.bootstrap import BootstrapResult, bootstrap
 from jcxr.stats.delong import (
     DeLongResult,
     Omnibus,
@@ -23,12 +24,14 @@ from jcxr.stats.result import ConfidenceInterval
 
 __all__ = [
     "Binormal",
+    "BootstrapResult",
     "ConfidenceInterval",
     "DeLongResult",
     "Omnibus",
     "PowerResult",
     "UnpairedDeLongResult",
     "adjust_pvalues",
+    "bootstrap",
     "delong",
     "delong_moments",
     "delong_unpaired",
