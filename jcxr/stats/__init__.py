@@ -21,6 +21,7 @@ from jcxr.stats.delong import (
 from jcxr.stats.multitest import adjust_pvalues
 from jcxr.stats.power import Binormal, PowerResult, detectable_auc, power
 from jcxr.stats.result import ConfidenceInterval
+from jcxr.stats.seeds import SeedComparison, compare_seeds
 
 __all__ = [
     "Binormal",
@@ -29,9 +30,11 @@ __all__ = [
     "DeLongResult",
     "Omnibus",
     "PowerResult",
+    "SeedComparison",
     "UnpairedDeLongResult",
     "adjust_pvalues",
     "bootstrap",
+    "compare_seeds",
     "delong",
     "delong_moments",
     "delong_unpaired",
