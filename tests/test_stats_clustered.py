@@ -190,3 +190,38 @@ def test_clustered_interval_covers_where_the_unclustered_one_does_not():
     print(f"95% CI coverage over {replicates} replicates: {coverage}")
     assert 0.93 <= coverage["clustered"] <= 0.97
     assert coverage["unclustered"] < 0.90
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_clusters_by_a_numeric_id_column_and_bootstraps(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(9)
+    y, scores, clusters = clustered_data(rng, 60, 2)
+    path = tmp_path / "predictions.csv"
+    lines = ["patient_id,finding,r64,r256"]
+    lines += [f"{c},{y[i]},{float(scores[0, i])!r},{float(scores[1, i])!r}"
+              for i, c in enumerate(clusters)]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "jcxr.stats", str(path), "--label",
+                               "finding", *args], capture_output=True, text=True)  # fmt: skip
+
+    out = cli("--clusters", "patient_id", "--json")
+    assert out.returncode == 0, out.stderr
+    payload = json.loads(out.stdout)
+    expected = delong(y, scores, clusters=clusters, names=["r64", "r256"])
+    assert payload["names"] == ["r64", "r256"]  # the numeric ID column is not a score
+    assert payload["n_clusters"] == 60
+    np.testing.assert_allclose(payload["cov"], expected.cov, rtol=1e-12)
+    boot = cli("--clusters", "patient_id", "--method", "bootstrap", "--n-resamples", "200")
+    assert boot.returncode == 0 and "resamples of clusters (60)" in boot.stdout
+    missing = cli("--clusters", "patient")
+    assert missing.returncode == 2 and "no cluster column 'patient'" in missing.stderr
+    path.write_text(path.read_text().replace("\n5,", "\n,", 1))
+    empty = cli("--clusters", "patient_id")
+    assert empty.returncode == 2 and "column 'patient_id': empty cluster ID" in empty.stderr

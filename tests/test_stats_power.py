@@ -164,3 +164,37 @@ def test_bad_pair_names_the_curves(asah):
         power(asah, pair=("r512", "wfns"))
     with pytest.raises(ValueError, match="twice"):
         power(asah, pair=(1, "wfns"))
+
+
+def run_power_cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "jcxr.stats", "power", *map(str, args)],
+                          capture_output=True, text=True)  # fmt: skip
+
+
+def test_power_cli_solves_each_unknown():
+    import json
+
+    out = run_power_cli(ASAH, "--label", "outcome", "--scores", "ndka,wfns", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["power"] == pytest.approx(0.7131594, rel=1e-6)
+    out = run_power_cli(ASAH, "--label", "outcome", "--scores", "ndka,wfns", "--power", "0.9")
+    assert out.returncode == 0 and "needs 64.8 positives" in out.stdout
+    out = run_power_cli("--auc", "0.73", "--n-positive", "41", "--kappa", str(72 / 41),
+                        "--power", "0.95", "--json")  # fmt: skip
+    assert json.loads(out.stdout)["alpha"] == pytest.approx(0.009238584, rel=1e-6)
+    binormal = ["--binormal", "2.6,1,1.9,1", "--r-positive", "0.6", "--r-negative", "0.6"]
+    out = run_power_cli(*binormal, "--fpr", "0,0.2", "--delta", "0.037", "--power", "0.8", "--json")
+    assert json.loads(out.stdout)["n_positive"] == pytest.approx(107.0238, rel=1e-6)
+
+
+def test_power_cli_errors_are_one_line():
+    out = run_power_cli("--binormal", "2.6,1,1.9", "--r-positive", "0.6", "--r-negative", "0.6")
+    assert out.returncode == 2 and "--binormal takes 4 comma-separated numbers" in out.stderr
+    out = run_power_cli(ASAH, "--label", "outcome", "--scores", "ndka")
+    assert out.returncode == 2 and "--scores A,B (two columns)" in out.stderr
+    out = run_power_cli("--power", "0.8")
+    assert out.returncode == 2 and "exactly one of result=, binormal= or auc=" in out.stderr
+    assert run_power_cli("--help").returncode == 0
