@@ -12,6 +12,8 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
+
 from jcxr._io import atomic_write_text, json_ready
 
 # metrics are open-ended name -> value maps (jcxr.train.metrics.binary_metrics names them)
@@ -91,17 +93,23 @@ class Pair:
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """DeLong's test across the resolutions of one (label, arch, seed), on the same images.
+    """The resolutions of one (label, arch) compared on the same images: one training seed's
+    networks (DeLong), or every seed's (``seed`` None, ``seeds`` listed: seed-mean AUCs with
+    test-set and between-seed variance, :func:`jcxr.stats.compare_seeds`).
 
-    Per resolution (in ``resolutions`` order): ``auc``, ``se`` (DeLong SD) and ``ci``; per pair
-    ``[i][j]``: ``z`` (row minus column), ``p``, ``p_adjusted`` (``correction`` across every
-    pair) and ``log10_p`` (finite where p underflows); ``omnibus``: the test that all AUCs are
-    equal. Non-finite values are ``None`` (strict JSON).
+    Per resolution (in ``resolutions`` order): ``auc``, ``se`` (its SD) and ``ci``; per pair
+    ``[i][j]``: ``z`` (row minus column; t with seeds), ``p``, ``p_adjusted`` (``correction``
+    across every pair) and ``log10_p`` (finite where p underflows); ``omnibus``: the test that
+    all AUCs are equal (one seed only). The unit of analysis: a case is an image or a study
+    (``case_unit``); cases are independent or clustered (``cluster_by`` patient or study, into
+    ``n_clusters``). ``power_80``: the test-set size that would detect the observed difference
+    between the best and the reference resolution at 80% power. Non-finite values are ``None``
+    (strict JSON).
     """
 
     label: str
     arch: str
-    seed: int
+    seed: int | None
     split: str  # the split compared: "test", or "val" where there is no test set
     resolutions: tuple[int, ...]
     auc: tuple[float, ...]
@@ -115,19 +123,66 @@ class Comparison:
     omnibus: dict | None
     n_positive: int
     n_negative: int
+    case_unit: str = "image"  # what one compared case is: "image", or "study" (max over views)
+    cluster_by: str | None = None  # "patient" or "study" clusters; None: independent cases
+    n_clusters: int | None = None
+    method: str = "DeLong"
+    seeds: tuple[int, ...] = ()  # every seed, when seed is None
+    seed_sd: tuple[float, ...] | None = None  # between-seed SD of each resolution's AUC
+    power_80: dict | None = None
 
     @classmethod
-    def from_delong(
-        cls, result, *, label: str, arch: str, seed: int, split: str, resolutions
-    ) -> Comparison:
-        """From a :class:`jcxr.stats.DelongResult` whose models are ``resolutions`` in order."""
-        fields = dict(label=label, arch=arch, seed=seed, split=split, resolutions=resolutions)
+    def from_delong(cls, result, *, label: str, arch: str, seed: int, split: str, resolutions,
+                    case_unit: str = "image", cluster_by: str | None = None,
+                    power_80: dict | None = None) -> Comparison:  # fmt: skip
+        """From a :class:`jcxr.stats.DeLongResult` whose models are ``resolutions`` in order."""
+        method = "DeLong" if cluster_by is None else "clustered DeLong (Obuchowski 1997)"
+        fields = dict(label=label, arch=arch, seed=seed, split=split, resolutions=resolutions,
+                      case_unit=case_unit, cluster_by=cluster_by, method=method,
+                      power_80=power_80)  # fmt: skip
         return cls.from_json({**result.to_dict(), **fields})  # strict JSON: inf z -> None
+
+    @classmethod
+    def from_seeds(cls, result, *, label: str, arch: str, seeds, split: str, resolutions,
+                   case_unit: str = "image", cluster_by: str | None = None,
+                   power_80: dict | None = None) -> Comparison:  # fmt: skip
+        """From a :class:`jcxr.stats.SeedComparison` over ``resolutions`` x ``seeds``."""
+        low, high = result.auc_confidence_interval(0.95)
+        with np.errstate(divide="ignore"):
+            log10_p = np.log10(result.pvalue)
+        data = json_ready(dict(
+            label=label, arch=arch, seed=None, split=split, resolutions=resolutions,
+            auc=result.auc, se=result.se, ci=np.stack([low, high], -1), z=result.statistic,
+            p=result.pvalue, p_adjusted=result.p_adjusted, log10_p=log10_p,
+            correction=result.correction, omnibus=None, n_positive=result.n_positive,
+            n_negative=result.n_negative, case_unit=case_unit, cluster_by=cluster_by,
+            n_clusters=result.n_clusters, method=result.method, seeds=list(seeds),
+            seed_sd=result.seed_sd, power_80=power_80,
+        ))  # fmt: skip
+        return cls.from_json(data)
 
     @property
     def name(self) -> str:
-        """File stem of this comparison: ``LABEL__ARCH__sSEED``."""
-        return f"{self.label.replace(' ', '_')}__{self.arch}__s{self.seed}"
+        """File stem of this comparison: ``LABEL__ARCH__sSEED`` (``__seeds0-1-2``: all seeds)."""
+        tail = (
+            f"s{self.seed}" if self.seed is not None else "seeds" + "-".join(map(str, self.seeds))
+        )
+        return f"{self.label.replace(' ', '_')}__{self.arch}__{tail}"
+
+    @property
+    def seed_text(self) -> str:
+        """ "seed 0", or "5 seeds (0-4)"."""
+        if self.seed is not None:
+            return f"seed {self.seed}"
+        return f"{len(self.seeds)} seeds ({', '.join(map(str, self.seeds))})"
+
+    @property
+    def unit_text(self) -> str:
+        """The unit of analysis in words, e.g. "per patient: 212 patients, 300 images"."""
+        cases = f"{self.n_positive + self.n_negative} {self.case_unit}s"
+        if self.cluster_by is None:
+            return f"per {self.case_unit}: {cases}, each independent"
+        return f"per {self.cluster_by}: {self.n_clusters} {self.cluster_by}s, {cases}"
 
     @property
     def best_resolution(self) -> int:
@@ -156,7 +211,7 @@ class Comparison:
         return cls(
             label=data["label"],
             arch=data["arch"],
-            seed=int(data["seed"]),
+            seed=None if data["seed"] is None else int(data["seed"]),
             split=data["split"],
             resolutions=tuple(int(r) for r in data["resolutions"]),
             auc=tuple(data["auc"]),
@@ -170,13 +225,21 @@ class Comparison:
             omnibus=data.get("omnibus"),
             n_positive=int(data["n_positive"]),
             n_negative=int(data["n_negative"]),
+            case_unit=data.get("case_unit", "image"),
+            cluster_by=data.get("cluster_by"),
+            n_clusters=data.get("n_clusters"),
+            method=data.get("method", "DeLong"),
+            seeds=tuple(data.get("seeds", ())),
+            seed_sd=None if data.get("seed_sd") is None else tuple(data["seed_sd"]),
+            power_80=data.get("power_80"),
         )
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepResult:
-    """Every cell, and the comparisons: ``comparisons`` holds one per label (its first arch and
-    seed: what the summary shows), ``all_comparisons`` every (label, arch, seed)."""
+    """Every cell, and the comparisons: ``comparisons`` holds one per label (its first arch,
+    across every seed where there are several, else its one seed: what the summary shows),
+    ``all_comparisons`` every (label, arch, seed) and every (label, arch) across seeds."""
 
     name: str
     cells: tuple[CellResult, ...]
@@ -253,20 +316,45 @@ def cells_csv(cells) -> str:
 
 
 def console_summary(result: SweepResult) -> str:
-    """The console view: per label the AUC per resolution and every pair's DeLong test."""
+    """The console view: per label the AUC per resolution, every pair's test, the unit of
+    analysis and the test-set size for 80% power."""
     lines = []
     for label, comp in result.comparisons.items():
         lines.append(
-            f"\n{label} ({comp.arch}, seed {comp.seed}, {comp.split} set: "
+            f"\n{label} ({comp.arch}, {comp.seed_text}, {comp.split} set: "
             f"{comp.n_positive} positive / {comp.n_negative} negative)"
         )
-        lines.append(f"  {'resolution':>10}  {'AUC':>6}  {'DeLong SD':>9}")
-        for r, a, s in zip(comp.resolutions, comp.auc, comp.se, strict=True):
-            lines.append(f"  {r:>8}px  {a:6.3f}  {s:9.3f}")
+        lines.append(f"  {comp.method}, {comp.unit_text}")
+        seed_sd = comp.seed_sd or (None,) * len(comp.auc)
+        head = f"  {'resolution':>10}  {'AUC':>6}  {'SD':>6}"
+        lines.append(head + ("  seed SD" if comp.seed_sd else ""))
+        for r, a, s, sd in zip(comp.resolutions, comp.auc, comp.se, seed_sd, strict=True):
+            lines.append(f"  {r:>8}px  {a:6.3f}  {s:6.3f}" + ("" if sd is None else f"  {sd:7.3f}"))
         for pair in comp.pairs():
             lines.append(
                 f"  {pair.high}px vs {pair.low}px: dAUC {pair.difference:+.3f}  p = {pair.p:.2g}  "
                 f"({comp.correction} {pair.p_adjusted:.2g})"
             )
         lines.append(f"  best resolution: {comp.best_resolution}px")
+        if comp.power_80 is not None:
+            lines.append(f"  {power_sentence(comp)}")
     return "\n".join(lines)
+
+
+def power_sentence(comp: Comparison) -> str:
+    """One sentence: the test-set size that detects the best resolution's lead over the
+    reference at 80% power (two-sided alpha 0.05), against this test set's."""
+    p = comp.power_80
+    if p["n_positive"] is None:
+        return (
+            f"The reference resolution ({p['reference']}px) has the highest AUC: no lead to power."
+        )
+    have = f"this test set has {comp.n_positive:,} / {comp.n_negative:,}"
+    need = f"{p['n_positive']:,.0f} positive and {p['n_negative']:,.0f} negative {comp.case_unit}s"
+    if p["n_clusters"] is not None:
+        need += f" (about {p['n_clusters']:,.0f} {comp.cluster_by}s)"
+        have += f" in {comp.n_clusters:,} {comp.cluster_by}s"
+    return (
+        f"To detect {p['best']}px's dAUC {p['delta']:+.3f} over {p['reference']}px at "
+        f"{p['power']:.0%} power (two-sided alpha {p['alpha']:g}): {need}; {have}."
+    )

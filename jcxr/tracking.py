@@ -175,7 +175,19 @@ class Tracker:
                 k = c.cell
                 table.add_data(k.label, k.resolution, k.arch, k.seed, c.status,
                                c.metrics.get("auc"), c.metrics.get("auc_se"))  # fmt: skip
-            run.log({"cells": table, **{f.stem: wandb.Image(str(f)) for f in figures}})
+            compared = wandb.Table(columns=["label", "arch", "seeds", "method", "unit",
+                                            "n_clusters", "resolution", "auc", "sd"])  # fmt: skip
+            for label, comp in results.comparisons.items():
+                seeds = comp.seed_text
+                for r, a, s in zip(comp.resolutions, comp.auc, comp.se, strict=True):
+                    compared.add_data(label, comp.arch, seeds, comp.method, comp.unit_text,
+                                      comp.n_clusters, r, a, s)  # fmt: skip
+                run.summary[f"{label}/unit"] = comp.unit_text
+                run.summary[f"{label}/best_resolution"] = comp.best_resolution
+                if comp.power_80 and comp.power_80["n_positive"] is not None:
+                    run.summary[f"{label}/positives_for_80pct_power"] = comp.power_80["n_positive"]
+            run.log({"cells": table, "comparisons": compared,
+                     **{f.stem: wandb.Image(str(f)) for f in figures}})  # fmt: skip
             run.summary["report"] = str(report)
             run.finish()
 

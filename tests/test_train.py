@@ -478,6 +478,7 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
     # resolution would give equal AUCs and p = 1)
     from jcxr.stats import delong
 
+    clustered = 0
     for label, comp in results["comparisons"].items():
         own = {c["resolution"]: c["splits"]["test"]["auc"] for c in results["cells"]
                if c["label"] == label}  # fmt: skip
@@ -486,9 +487,26 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
                          / "predictions_test.npz") for r in comp["resolutions"]]  # fmt: skip
         for p in saved:
             np.testing.assert_array_equal(p["record"], saved[0]["record"])
-        again = delong(saved[0]["label"], [p["prob"] for p in saved])
+        # the phantoms' patients have 1-2 images and a patient's images share a split: the
+        # test set repeats patients, so the comparison is per patient (clustered DeLong)
+        from jcxr.data.shards import read_index
+
+        patients = read_index(phantom_shards, 32).patient_ids[saved[0]["record"]]
+        assert np.unique(patients).size < patients.size
+        positive = saved[0]["label"] == 1
+        if np.unique(patients[positive]).size >= 2:  # enough to cluster (Nodule here)
+            clustered += 1
+            assert comp["cluster_by"] == "patient"
+            assert comp["n_clusters"] == np.unique(patients).size
+        else:  # Mass: its 2 test positives are one patient's images: said, not hidden
+            assert comp["cluster_by"] is None and "too few to cluster" in comp["method"]
+            patients = None
+        again = delong(saved[0]["label"], [p["prob"] for p in saved], clusters=patients)
         np.testing.assert_allclose(comp["p"], again.p, rtol=1e-12)
         assert comp["auc"][0] != comp["auc"][1]
+        power = comp["power_80"]
+        assert power["reference"] == 48 and power["best"] == comp["best_resolution"]
+    assert clustered == 1 and "per patient" in html and "clustered DeLong (Obuchowski" in html
 
 
 def test_report_cli_rebuilds_and_publishes_a_wandb_report(phantom_shards, tmp_path, monkeypatch):
@@ -732,3 +750,34 @@ def test_kill_soak_random_moments_end_exactly_as_an_uninterrupted_run(tmp_path):
     run(tmp_path / "reference")
     moments = soak(tmp_path / "reference", tmp_path / "killed", kills=3, seed=1, window=30.0)
     assert moments  # at least one run was really killed
+
+
+def test_several_seeds_are_compared_with_training_and_test_variance(phantom_shards, tmp_path):
+    """Two seeds per cell: the summary comparison is seed-aware (seed-mean AUCs, between-seed
+    SD, t with Satterthwaite df), equal to compare_seeds on the saved predictions."""
+    from jcxr.data.shards import read_index
+    from jcxr.results import console_summary
+    from jcxr.stats import compare_seeds
+
+    config = tiny_config(phantom_shards, train__epochs=1)
+    config.sweep.labels = ("Nodule",)
+    config.sweep.resolutions = (32, 48)
+    config.sweep.seeds = (0, 1)
+    result = run_sweep(config, tmp_path)
+    comp = result.comparisons["Nodule"]
+    assert comp.seed is None and comp.seeds == (0, 1) and "over 2 seeds" in comp.method
+    assert len(result.all_comparisons) == 3  # seed 0, seed 1, across seeds
+    per_seed = {(c.cell.resolution, c.cell.seed): c.splits["test"]["auc"] for c in result.cells}
+    for i, r in enumerate(comp.resolutions):
+        assert comp.auc[i] == pytest.approx((per_seed[r, 0] + per_seed[r, 1]) / 2, abs=1e-12)
+    saved = [[np.load(tmp_path / "cells" / f"Nodule__resnet_tiny__r{r}__s{s}"
+                      / "predictions_test.npz") for s in (0, 1)] for r in (32, 48)]  # fmt: skip
+    labels, records = saved[0][0]["label"], saved[0][0]["record"]
+    patients = read_index(phantom_shards, 32).patient_ids[records]
+    cube = np.array([[p["prob"] for p in row] for row in saved])
+    again = compare_seeds(labels, cube, clusters=patients)
+    np.testing.assert_allclose(comp.p, again.pvalue, rtol=1e-10)
+    np.testing.assert_allclose(comp.seed_sd, again.seed_sd, rtol=1e-10)
+    assert (tmp_path / "comparisons" / "Nodule__resnet_tiny__seeds0-1.txt").is_file()
+    assert "2 seeds (0, 1)" in console_summary(result)
+    assert "2 seeds (0, 1)" in (tmp_path / "report.html").read_text()

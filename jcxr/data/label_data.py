@@ -28,6 +28,10 @@ class LabelData:
     positive_weight: float
     # (N,) study of every record where evaluation is per study (max over its views), else None
     studies: np.ndarray | None = None
+    # (N,) patient and (where the source has them) study of every record: the clusters a
+    # comparison may count as its independent units
+    patient_ids: np.ndarray | None = None
+    study_ids: np.ndarray | None = None
 
     def describe(self) -> str:
         """One line: split sizes and the positive weight."""
@@ -112,4 +116,6 @@ def label_data(
         splits=parts,
         positive_weight=float(weight),
         studies=table.study_ids if study_level else None,
+        patient_ids=table.patient_ids,
+        study_ids=table.study_ids,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from jcxr._io import atomic_write_text
-from jcxr.results import Comparison, SweepResult
+from jcxr.results import Comparison, SweepResult, power_sentence
 
 
 def _figure_setup():
@@ -33,7 +33,7 @@ def auc_vs_resolution(results: SweepResult, path: Path) -> Path:
     resolutions = sorted({r for c in results.comparisons.values() for r in c.resolutions})
     ax.set_xticks(resolutions, [str(r) for r in resolutions])
     ax.set_xlabel("input resolution (px)")
-    ax.set_ylabel("AUC (± DeLong SD)")
+    ax.set_ylabel("AUC (± SD: DeLong, clustered or with seeds)")
     ax.set_title(f"{results.name}: AUC by resolution")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -89,7 +89,7 @@ def pvalue_heatmap(comp: Comparison, path: Path) -> Path:
                     fontsize=8,
                 )
     fig.colorbar(image, ax=ax, label=f"-log10 p ({comp.correction})")
-    ax.set_title(f"{comp.label}: pairwise DeLong p")
+    ax.set_title(f"{comp.label}: pairwise p ({comp.method.split(' (')[0]})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -149,10 +149,13 @@ def _html(results: SweepResult, figures: list[Path]) -> str:
         aucs = ", ".join(
             f"{r}px {a:.3f} ± {s:.3f}" for r, a, s in zip(res, comp.auc, comp.se, strict=True)
         )
+        power = f"<p>{esc(power_sentence(comp))}</p>" if comp.power_80 else ""
         sections.append(
-            f"<h3>{esc(label)} ({esc(comp.arch)}, seed {comp.seed}, {comp.split} set)</h3>"
-            f"<p>AUC ± DeLong SD: {aucs}. Best: {comp.best_resolution}px.</p>"
+            f"<h3>{esc(label)} ({esc(comp.arch)}, {esc(comp.seed_text)}, {comp.split} set)</h3>"
+            f"<p>{esc(comp.method)}, {esc(comp.unit_text)}.</p>"
+            f"<p>AUC ± SD: {aucs}. Best: {comp.best_resolution}px.</p>"
             f"<table><tr><th>{esc(comp.correction)}-adjusted p</th>{head}</tr>{body}</table>"
+            f"{power}"
         )
     images = "".join(
         f'<figure><img alt="{esc(f.stem)}" src="data:image/png;base64,'
@@ -168,6 +171,6 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:10
 <h2>Cells</h2><table><tr><th>label</th><th>resolution</th><th>arch</th><th>seed</th><th>status</th>
 <th>best epoch</th><th>AUC</th><th>SE</th><th>sensitivity</th><th>specificity</th></tr>
 {"".join(rows)}</table>
-<h2>Resolution comparisons (DeLong)</h2>{"".join(sections)}
+<h2>Resolution comparisons</h2>{"".join(sections)}
 <h2>Figures</h2>{images}</body></html>
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jcxr.results import Comparison, SweepResult
+from jcxr.results import Comparison, SweepResult, power_sentence
 
 
 def markdown_table(comparison: Comparison) -> str:
@@ -18,7 +18,7 @@ def markdown_table(comparison: Comparison) -> str:
     res, best = comparison.resolutions, comparison.best_resolution
     b = res.index(best)
     lines = [
-        f"| resolution | AUC | DeLong SD | 95% CI | {comparison.correction} p vs {best}px |",
+        f"| resolution | AUC | SD | 95% CI | {comparison.correction} p vs {best}px |",
         "|---:|---:|---:|---:|---:|",
     ]
     for i, r in enumerate(res):
@@ -63,9 +63,10 @@ def build(results: SweepResult, figures: list[Path], *, project: str, entity: st
         blocks += [
             wr.H2(label),
             wr.P(
-                f"{comp.arch}, seed {comp.seed}, {comp.split} set "
-                f"({comp.n_positive} positive / {comp.n_negative} negative). "
-                f"Best resolution: {comp.best_resolution}px."
+                f"{comp.arch}, {comp.seed_text}, {comp.split} set "
+                f"({comp.n_positive} positive / {comp.n_negative} negative). {comp.method}, "
+                f"{comp.unit_text}. Best resolution: {comp.best_resolution}px."
+                + (f" {power_sentence(comp)}" if comp.power_80 else "")
             ),
             wr.MarkdownBlock(markdown_table(comp)),
             wr.PanelGrid(

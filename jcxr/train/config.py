@@ -16,6 +16,7 @@ RECIPES = ("adam", "one_cycle", "rmsprop_plateau")
 LOSSES = ("weighted_bce", "class_weights", "bce")
 DTYPES = ("float32", "bfloat16")
 PLACEMENTS = ("auto", "data_parallel", "per_device")
+CLUSTER_BY = ("auto", "patient", "study", "none")
 
 
 def defaults() -> ml_collections.ConfigDict:
@@ -93,6 +94,11 @@ def defaults() -> ml_collections.ConfigDict:
     c.eval.tta_views = 0
     c.eval.study_level = False  # CheXpert: score a study by the max over its views (Chizari 2021)
     c.eval.compare_on = "test"  # split for the DeLong comparison; "val" if there is no test set
+    # The comparison's independent unit. "auto": clusters of a patient's images (or studies)
+    # wherever the compared set holds several of one patient (Obuchowski 1997's clustered
+    # DeLong); "patient" or "study": always those clusters; "none": every image (or study)
+    # independent, as Sabottke & Spieler 2020 and Chizari 2021 computed DeLong.
+    c.eval.cluster_by = "auto"
     # denominator of the AUC ratio figure (Sabottke & Spieler 2020 Fig 3)
     c.eval.reference_resolution = 320
 
@@ -136,6 +142,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     choice("model.dtype", config.model.dtype, DTYPES)
     choice("logging.wandb", config.logging.wandb, ("online", "offline", "disabled"))
     choice("eval.compare_on", config.eval.compare_on, ("test", "val"))
+    choice("eval.cluster_by", config.eval.cluster_by, CLUSTER_BY)
     choice("parallel.placement", config.parallel.placement, PLACEMENTS)
     choice("parallel.distributed", config.parallel.distributed, ("auto", "on", "off"))
     choice("parallel.device_dataset", config.parallel.device_dataset, ("auto", "on", "off"))

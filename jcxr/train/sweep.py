@@ -1,29 +1,27 @@
 """A sweep: every (label, resolution, arch, seed) cell, then DeLong across resolutions.
 
 Outputs in the workdir: ``results.json`` / ``results.csv`` (every cell), ``comparisons/`` (the
-DeLong result per label, arch and seed), ``figures/``, ``report.html`` and W&B runs.
+DeLong result per label, arch and seed, and across seeds where there are several:
+:mod:`jcxr.train.compare`), ``figures/``, ``report.html`` and W&B runs.
 Finished cells (``cells/ID/result.json``) are never rerun. Cells are placed on the devices by
 :func:`run_cells`: small ones side by side, one per device; large ones data-parallel.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from jcxr._io import atomic_write_text
 from jcxr.data.label_data import LabelData
-from jcxr.data.table import DataError
 from jcxr.results import Cell, CellResult, Comparison, SweepResult
-from jcxr.stats import delong
 from jcxr.tracking import Tracker
 from jcxr.train import parallel
 from jcxr.train.cell import train_cell
+from jcxr.train.compare import compare_across_seeds, compare_resolutions
 from jcxr.train.config import validate
 from jcxr.train.fingerprint import check_workdir
 from jcxr.train.inputs import label_data_for, shards_for
@@ -65,15 +63,21 @@ def run_sweep(
         tracker.info(data.describe())
         results = run_cells(config, todo[label], data, shard_dir, workdir, tracker)
         for arch in config.sweep.archs:
+            per_seed = []
             for seed in config.sweep.seeds:
                 mine = [c for c in todo[label] if c.arch == arch and c.seed == seed]
                 cells += [results[c] for c in mine]
                 done = [c for c in mine if results[c].done]
                 if done and primary:  # predictions are on process 0's disk
-                    comparison = compare_resolutions(config, workdir, done)
-                    detail.append(comparison)
-                    if arch == config.sweep.archs[0] and seed == config.sweep.seeds[0]:
-                        comparisons[label] = comparison
+                    per_seed.append(compare_resolutions(config, workdir, done, data))
+            detail += per_seed
+            summary = per_seed[0] if per_seed else None
+            if len(config.sweep.seeds) > 1 and per_seed:
+                summary = _across_seeds(config, workdir, todo[label], results, arch, data,
+                                        summary) or summary  # fmt: skip
+                detail.append(summary)
+            if arch == config.sweep.archs[0] and summary is not None:
+                comparisons[label] = summary
     result = SweepResult(config.name, tuple(cells), comparisons, tuple(detail))
     if primary:
         result.save(workdir)
@@ -89,6 +93,19 @@ def run_sweep(
 
         multihost_utils.sync_global_devices("jcxr: sweep written")
     return result
+
+
+def _across_seeds(config, workdir, todo, results, arch, data, first) -> Comparison | None:
+    """The seed-aware comparison over the resolutions every seed finished (None if fewer
+    than two resolutions did); the test-set size for 80% power is the first seed's."""
+    seeds = tuple(config.sweep.seeds)
+    mine = [c for c in todo if c.arch == arch]
+    complete = [r for r in dict.fromkeys(c.resolution for c in mine)
+                if all(results[c].done for c in mine if c.resolution == r)]  # fmt: skip
+    if len(complete) < 2:
+        return None
+    cells = [c for c in mine if c.resolution in complete]
+    return compare_across_seeds(config, workdir, cells, data, seeds, first.power_80)
 
 
 def placement(config, cell: Cell, local_devices: int) -> str:
@@ -147,31 +164,3 @@ def resolutions_for(config, arch: str) -> list[int]:
     pairs = [p.split(":") for p in config.sweep.only]
     listed = [int(r) for a, r in pairs if a == arch]
     return listed or list(config.sweep.resolutions)
-
-
-def compare_resolutions(config, workdir: Path, cells: list[Cell]) -> Comparison:
-    """DeLong over the resolutions of one (label, arch, seed), on the same images."""
-    split = config.eval.compare_on
-    first = workdir / "cells" / cells[0].id
-    if not (first / f"predictions_{split}.npz").is_file():
-        split = "val"
-    preds = [np.load(workdir / "cells" / c.id / f"predictions_{split}.npz") for c in cells]
-    order = np.argsort(preds[0]["record"])
-    records = preds[0]["record"][order]
-    scores = {}
-    for cell, p in zip(cells, preds, strict=True):
-        o = np.argsort(p["record"])
-        if not np.array_equal(p["record"][o], records):
-            raise DataError(f"{cell.id}: predicted on different images than {cells[0].id}")
-        scores[f"{cell.resolution}px"] = p["prob"][o]
-    result = delong(preds[0]["label"][order], scores)
-    c0 = cells[0]
-    comparison = Comparison.from_delong(
-        result, label=c0.label, arch=c0.arch, seed=c0.seed, split=split,
-        resolutions=[c.resolution for c in cells],
-    )  # fmt: skip
-    directory = workdir / "comparisons"
-    directory.mkdir(exist_ok=True)
-    atomic_write_text(directory / f"{comparison.name}.json", json.dumps(result.to_dict(), indent=2))
-    atomic_write_text(directory / f"{comparison.name}.txt", str(result) + "\n")
-    return comparison
