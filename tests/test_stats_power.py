@@ -198,3 +198,19 @@ def test_power_cli_errors_are_one_line():
     out = run_power_cli("--power", "0.8")
     assert out.returncode == 2 and "exactly one of result=, binormal= or auc=" in out.stderr
     assert run_power_cli("--help").returncode == 0
+
+
+def test_a_null_variance_that_is_not_positive_falls_back_to_the_alternatives(asah):
+    import dataclasses
+
+    # var_1 below cov_12 (possible when curve 2 varies much more): V0 = 2 (var_1 - cov_12) < 0
+    cov = np.array([[1.0, 1.5, 0.0], [1.5, 4.0, 0.0], [0.0, 0.0, 1.0]]) * 1e-3
+    odd = dataclasses.replace(asah, cov=cov)
+    found = power(odd, pair=(0, 1), power=0.8)
+    va = (1.0 + 4.0 - 3.0) * 1e-3 * 41
+    z = 1.959963984540054 + 0.8416212335729143
+    assert found.n_positive == pytest.approx(z**2 * va / found.delta**2, rel=1e-9)
+    assert "V0 = VA" in found.method
+    flat = dataclasses.replace(asah, cov=np.full((3, 3), 1e-3))
+    with pytest.raises(ValueError, match="has variance 0"):
+        power(flat, pair=(0, 1), power=0.8)

@@ -148,6 +148,16 @@ def power(
         )
     if delta == 0:
         raise ValueError("the AUC difference is 0: no sample size detects it")
+    if not va > 0:
+        raise ValueError(
+            f"the AUC difference has variance {va:g}: the two curves rank every case alike, so "
+            "no power calculation applies"
+        )
+    if not v0 > 0:
+        # V0 = 2 (var_1 - cov_12) is not positive when the null curve varies less than it
+        # covaries with the other (pROC returns NaN here); the alternative's variance stands in
+        v0 = va
+        method += "; V0 = VA (the null variance 2 (var_1 - cov_12) was not positive)"
     sides = 2.0 if alternative == "two-sided" else 1.0
     root_v0, root_va, effect = math.sqrt(v0), math.sqrt(va), abs(delta)
     if n_positive is None:

@@ -109,7 +109,11 @@ def power_to_detect(result, resolutions: list[int], reference: int) -> dict | No
            "alpha": 0.05, "delta": float(result.auc[best] - result.auc[ref])}  # fmt: skip
     if best == ref or out["delta"] == 0:
         return {**out, "n_positive": None, "n_negative": None, "n_clusters": None}
-    solved = power(result, pair=(ref, best), power=POWER)
+    try:
+        solved = power(result, pair=(ref, best), power=POWER)
+    except ValueError as error:  # e.g. a zero-variance difference: said, not fatal
+        return {**out, "n_positive": None, "n_negative": None, "n_clusters": None,
+                "reason": str(error)}  # fmt: skip
     cases = result.n_positive + result.n_negative
     needed = solved.n_positive + solved.n_negative
     clusters = None if result.n_clusters is None else result.n_clusters * needed / cases
