@@ -102,8 +102,10 @@ class Comparison:
     across every pair) and ``log10_p`` (finite where p underflows); ``omnibus``: the test that
     all AUCs are equal (one seed only). The unit of analysis: a case is an image or a study
     (``case_unit``); cases are independent or clustered (``cluster_by`` patient or study, into
-    ``n_clusters``). ``power_80``: the test-set size that would detect the observed difference
-    between the best and the reference resolution at 80% power. Non-finite values are ``None``
+    ``n_clusters``). ``sufficient``: the smallest resolution non-inferior to the reference
+    within a margin (:func:`jcxr.stats.noninferiority`). ``power_80``: the test-set size that
+    would detect the observed difference between the best and the reference resolution at 80%
+    power. Non-finite values are ``None``
     (strict JSON).
     """
 
@@ -130,22 +132,22 @@ class Comparison:
     seeds: tuple[int, ...] = ()  # every seed, when seed is None
     seed_sd: tuple[float, ...] | None = None  # between-seed SD of each resolution's AUC
     power_80: dict | None = None
+    sufficient: dict | None = None  # the smallest sufficient resolution (non-inferiority)
 
     @classmethod
     def from_delong(cls, result, *, label: str, arch: str, seed: int, split: str, resolutions,
-                    case_unit: str = "image", cluster_by: str | None = None,
-                    power_80: dict | None = None) -> Comparison:  # fmt: skip
-        """From a :class:`jcxr.stats.DeLongResult` whose models are ``resolutions`` in order."""
-        method = "DeLong" if cluster_by is None else "clustered DeLong (Obuchowski 1997)"
+                    **unit_and_answers) -> Comparison:  # fmt: skip
+        """From a :class:`jcxr.stats.DeLongResult` whose models are ``resolutions`` in order;
+        ``unit_and_answers``: ``case_unit``, ``cluster_by``, ``power_80``, ``sufficient``."""
+        clustered = unit_and_answers.get("cluster_by") is not None
+        method = "clustered DeLong (Obuchowski 1997)" if clustered else "DeLong"
         fields = dict(label=label, arch=arch, seed=seed, split=split, resolutions=resolutions,
-                      case_unit=case_unit, cluster_by=cluster_by, method=method,
-                      power_80=power_80)  # fmt: skip
-        return cls.from_json({**result.to_dict(), **fields})  # strict JSON: inf z -> None
+                      method=method, **unit_and_answers)  # fmt: skip
+        return cls.from_json({**result.to_dict(), **json_ready(fields)})  # inf z -> None
 
     @classmethod
     def from_seeds(cls, result, *, label: str, arch: str, seeds, split: str, resolutions,
-                   case_unit: str = "image", cluster_by: str | None = None,
-                   power_80: dict | None = None) -> Comparison:  # fmt: skip
+                   **unit_and_answers) -> Comparison:  # fmt: skip
         """From a :class:`jcxr.stats.SeedComparison` over ``resolutions`` x ``seeds``."""
         low, high = result.auc_confidence_interval(0.95)
         with np.errstate(divide="ignore"):
@@ -155,9 +157,8 @@ class Comparison:
             auc=result.auc, se=result.se, ci=np.stack([low, high], -1), z=result.statistic,
             p=result.pvalue, p_adjusted=result.p_adjusted, log10_p=log10_p,
             correction=result.correction, omnibus=None, n_positive=result.n_positive,
-            n_negative=result.n_negative, case_unit=case_unit, cluster_by=cluster_by,
-            n_clusters=result.n_clusters, method=result.method, seeds=list(seeds),
-            seed_sd=result.seed_sd, power_80=power_80,
+            n_negative=result.n_negative, n_clusters=result.n_clusters, method=result.method,
+            seeds=list(seeds), seed_sd=result.seed_sd, **unit_and_answers,
         ))  # fmt: skip
         return cls.from_json(data)
 
@@ -232,6 +233,7 @@ class Comparison:
             seeds=tuple(data.get("seeds", ())),
             seed_sd=None if data.get("seed_sd") is None else tuple(data["seed_sd"]),
             power_80=data.get("power_80"),
+            sufficient=data.get("sufficient"),
         )
 
 
@@ -336,9 +338,36 @@ def console_summary(result: SweepResult) -> str:
                 f"({comp.correction} {pair.p_adjusted:.2g})"
             )
         lines.append(f"  best resolution: {comp.best_resolution}px")
+        if comp.sufficient is not None:
+            lines.append(f"  {sufficiency_sentence(comp)}")
         if comp.power_80 is not None:
             lines.append(f"  {power_sentence(comp)}")
     return "\n".join(lines)
+
+
+def sufficiency_sentence(comp: Comparison) -> str:
+    """The answer in one line, e.g. "Mass: 128 px is sufficient: non-inferior to 320 px
+    (best AUC) within 0.01 AUC (dAUC -0.004, one-sided 95% lower bound -0.009, p = 0.03)"."""
+    s = comp.sufficient
+    ref = f"{s['reference']} px ({'best AUC' if s['reference_rule'] == 'best AUC' else 'fixed'})"
+    level = f"one-sided {1 - s['alpha']:.0%}"
+    if not s["tests"]:
+        return (
+            f"{comp.label}: {s['reference']} px, the lowest resolution trained, has the best AUC."
+        )
+    if s["smallest"] is None:
+        first = s["tests"][0]
+        return (
+            f"{comp.label}: no resolution below {ref} is shown non-inferior within "
+            f"{s['margin']:g} AUC ({first['resolution']} px: dAUC {first['diff']:+.3f}, "
+            f"{level} lower bound {first['lower_bound']:+.3f}, p = {first['p']:.2g})."
+        )
+    t = next(t for t in s["tests"] if t["resolution"] == s["smallest"])
+    return (
+        f"{comp.label}: {s['smallest']} px is sufficient: non-inferior to {ref} within "
+        f"{s['margin']:g} AUC (dAUC {t['diff']:+.3f}, {level} lower bound "
+        f"{t['lower_bound']:+.3f}, p = {t['p_adjusted']:.2g}, {s['procedure'].replace('_', ' ')})."
+    )
 
 
 def power_sentence(comp: Comparison) -> str:

@@ -506,6 +506,18 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
         assert comp["auc"][0] != comp["auc"][1]
         power = comp["power_80"]
         assert power["reference"] == 48 and power["best"] == comp["best_resolution"]
+        # the answer: the smallest sufficient resolution, consistent with the AUC table
+        answer = comp["sufficient"]
+        assert answer["margin"] == 0.01 and answer["reference"] == comp["best_resolution"]
+        ref = comp["resolutions"].index(answer["reference"])
+        for t in answer["tests"]:
+            i = comp["resolutions"].index(t["resolution"])
+            assert t["diff"] == pytest.approx(comp["auc"][i] - comp["auc"][ref], abs=1e-12)
+            assert t["non_inferior"] == (t["p_adjusted"] <= 0.05)
+            assert (t["lower_bound"] > -0.01) == (t["p"] < 0.05)
+        assert answer["smallest"] is None or answer["smallest"] < answer["reference"]
+        assert f"{label}: " in html and ("is sufficient" in html or "shown non-inferior" in html
+                                         or "has the best AUC" in html)  # fmt: skip
     assert clustered == 1 and "per patient" in html and "clustered DeLong (Obuchowski" in html
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from jcxr._io import atomic_write_text
-from jcxr.results import Comparison, SweepResult, power_sentence
+from jcxr.results import Comparison, SweepResult, power_sentence, sufficiency_sentence
 
 
 def _figure_setup():
@@ -27,8 +27,18 @@ def auc_vs_resolution(results: SweepResult, path: Path) -> Path:
     per label."""
     plt = _figure_setup()
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    marked = False
     for label, comp in results.comparisons.items():
-        ax.errorbar(comp.resolutions, comp.auc, yerr=comp.se, marker="o", capsize=3, label=label)
+        line = ax.errorbar(comp.resolutions, comp.auc, yerr=comp.se, marker="o", capsize=3,
+                           label=label)  # fmt: skip
+        smallest = (comp.sufficient or {}).get("smallest")
+        if smallest is not None:  # the answer: the smallest sufficient resolution, starred
+            auc = comp.auc[comp.resolutions.index(smallest)]
+            text = f"smallest sufficient (within {comp.sufficient['margin']:g} AUC)"
+            ax.plot([smallest], [auc], marker="*", markersize=18, color=line[0].get_color(),
+                    markeredgecolor="black", linestyle="none",
+                    label=None if marked else text)  # fmt: skip
+            marked = True
     ax.set_xscale("log", base=2)
     resolutions = sorted({r for c in results.comparisons.values() for r in c.resolutions})
     ax.set_xticks(resolutions, [str(r) for r in resolutions])
@@ -157,6 +167,12 @@ def _html(results: SweepResult, figures: list[Path]) -> str:
             f"<table><tr><th>{esc(comp.correction)}-adjusted p</th>{head}</tr>{body}</table>"
             f"{power}"
         )
+    answers = "".join(
+        f"<li>{esc(sufficiency_sentence(comp))}</li>"
+        for comp in results.comparisons.values()
+        if comp.sufficient
+    )
+    answers = f"<h2>The answer</h2><ul>{answers}</ul>" if answers else ""
     images = "".join(
         f'<figure><img alt="{esc(f.stem)}" src="data:image/png;base64,'
         f'{base64.b64encode(f.read_bytes()).decode()}"><figcaption>{esc(f.stem)}</figcaption></figure>'
@@ -168,6 +184,7 @@ def _html(results: SweepResult, figures: list[Path]) -> str:
 table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}</style></head>
 <body><h1>jcxr: {esc(results.name)}</h1>
+{answers}
 <h2>Cells</h2><table><tr><th>label</th><th>resolution</th><th>arch</th><th>seed</th><th>status</th>
 <th>best epoch</th><th>AUC</th><th>SE</th><th>sensitivity</th><th>specificity</th></tr>
 {"".join(rows)}</table>

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jcxr.results import Comparison, SweepResult, power_sentence
+from jcxr.results import Comparison, SweepResult, power_sentence, sufficiency_sentence
 
 
 def markdown_table(comparison: Comparison) -> str:
@@ -51,6 +51,7 @@ def build(results: SweepResult, figures: list[Path], *, project: str, entity: st
             "size; AUCs are compared with DeLong's test for correlated ROC curves on the same "
             "images, p-values adjusted across all resolution pairs."
         ),
+        *[wr.P(sufficiency_sentence(c)) for c in results.comparisons.values() if c.sufficient],
         wr.TableOfContents(),
     ]
     for label, comp in results.comparisons.items():

@@ -19,6 +19,7 @@ from jcxr.stats.delong import (
     placements,
 )
 from jcxr.stats.multitest import adjust_pvalues
+from jcxr.stats.noninferiority import NonInferiorityResult, noninferiority
 from jcxr.stats.power import Binormal, PowerResult, detectable_auc, power
 from jcxr.stats.result import ConfidenceInterval
 from jcxr.stats.seeds import SeedComparison, compare_seeds
@@ -28,6 +29,7 @@ __all__ = [
     "BootstrapResult",
     "ConfidenceInterval",
     "DeLongResult",
+    "NonInferiorityResult",
     "Omnibus",
     "PowerResult",
     "SeedComparison",
@@ -39,6 +41,7 @@ __all__ = [
     "delong_moments",
     "delong_unpaired",
     "detectable_auc",
+    "noninferiority",
     "placements",
     "power",
 ]

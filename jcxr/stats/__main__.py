@@ -21,6 +21,7 @@ from jcxr._io import read_csv
 from jcxr.stats.bootstrap import bootstrap
 from jcxr.stats.delong import NAN_POLICIES, delong
 from jcxr.stats.multitest import CORRECTIONS
+from jcxr.stats.noninferiority import PROCEDURES, noninferiority
 from jcxr.stats.power import ALTERNATIVES, Binormal, power
 
 
@@ -49,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=("delong", "bootstrap"), default="delong")
     parser.add_argument("--n-resamples", type=int, default=2000, help="bootstrap replicates")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument(
+        "--noninferiority",
+        type=float,
+        metavar="DELTA",
+        help="also test every other column for non-inferiority to --reference within DELTA AUC "
+        "(one-sided, at --alpha); columns are tested from the last listed to the first, so list "
+        "them from lowest to highest resolution",
+    )
+    parser.add_argument("--reference", help="non-inferiority reference column (default: best)")
+    parser.add_argument(
+        "--procedure", choices=PROCEDURES, default="fixed_sequence", help="non-inferiority family"
+    )
     parser.add_argument("--alpha", type=float, default=0.05, help="CI level is 1 - alpha")
     parser.add_argument("--correction", choices=CORRECTIONS, default="holm")
     parser.add_argument(
@@ -183,7 +196,20 @@ def _main(argv: list[str]) -> int:
     else:
         result = delong(labels, scores, clusters=ids, alpha=args.alpha,
                         correction=args.correction, nan_policy=args.nan_policy)  # fmt: skip
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    if args.noninferiority is None:
+        print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+        return 0
+    if args.method != "delong":
+        raise ValueError("--noninferiority works with --method delong")
+    reference = args.reference or result.names[int(np.argmax(result.auc))]
+    others = [n for n in reversed(result.names) if n != reference]
+    found = noninferiority(result, reference=reference, candidates=others,
+                           margin=args.noninferiority, alpha=args.alpha,
+                           procedure=args.procedure)  # fmt: skip
+    if args.json:
+        print(json.dumps({"delong": result.to_dict(), "noninferiority": found.to_dict()}, indent=2))
+    else:
+        print(f"{result}\n\n{found}")
     return 0
 
 

@@ -19,7 +19,7 @@ from jcxr._io import atomic_write_text
 from jcxr.data.label_data import LabelData
 from jcxr.data.table import DataError
 from jcxr.results import Cell, Comparison
-from jcxr.stats import compare_seeds, delong, power
+from jcxr.stats import compare_seeds, delong, noninferiority, power
 
 POWER = 0.8
 
@@ -36,6 +36,7 @@ def compare_resolutions(config, workdir: Path, cells: list[Cell], data: LabelDat
         result, label=c0.label, arch=c0.arch, seed=c0.seed, split=split,
         resolutions=resolutions, case_unit=_case_unit(data), cluster_by=cluster_by,
         power_80=power_to_detect(result, resolutions, config.eval.reference_resolution),
+        sufficient=sufficient_resolution(result, resolutions, config.eval),
     )  # fmt: skip
     if note:
         comparison = dataclasses.replace(comparison, method=f"{comparison.method} ({note})")
@@ -60,6 +61,7 @@ def compare_across_seeds(
     comparison = Comparison.from_seeds(
         result, label=c0.label, arch=c0.arch, seeds=seeds, split=split, resolutions=resolutions,
         case_unit=_case_unit(data), cluster_by=cluster_by, power_80=power_80,
+        sufficient=sufficient_resolution(result, resolutions, config.eval),
     )  # fmt: skip
     if note:
         comparison = dataclasses.replace(comparison, method=f"{comparison.method} ({note})")
@@ -119,6 +121,36 @@ def power_to_detect(result, resolutions: list[int], reference: int) -> dict | No
     clusters = None if result.n_clusters is None else result.n_clusters * needed / cases
     return {**out, "n_positive": solved.n_positive, "n_negative": solved.n_negative,
             "n_clusters": clusters}  # fmt: skip
+
+
+def sufficient_resolution(result, resolutions: list[int], eval_config) -> dict | None:
+    """The smallest resolution non-inferior to the reference (``eval.noninferiority_*``): the
+    resolutions below the reference are tested from the reference downward. ``smallest`` is
+    None when none below it is shown non-inferior; None for one resolution."""
+    if len(resolutions) < 2:
+        return None
+    fixed = eval_config.noninferiority_reference
+    ref = resolutions.index(fixed) if fixed in resolutions else int(np.argmax(result.auc))
+    below = sorted((r for r in resolutions if r < resolutions[ref]), reverse=True)
+    out = {"reference": resolutions[ref], "reference_rule": "fixed" if fixed else "best AUC",
+           "margin": float(eval_config.noninferiority_margin), "alpha": 0.05,
+           "procedure": eval_config.noninferiority_procedure,
+           "smallest": None, "tests": []}  # fmt: skip
+    if not below:
+        return out
+    found = noninferiority(
+        result, reference=ref, candidates=[resolutions.index(r) for r in below],
+        margin=out["margin"], alpha=out["alpha"], procedure=out["procedure"],
+    )  # fmt: skip
+    for k, r in enumerate(below):
+        out["tests"].append({
+            "resolution": r, "diff": float(found.diff[k]),
+            "lower_bound": float(found.lower_bound[k]), "p": float(found.pvalue[k]),
+            "p_adjusted": float(found.p_adjusted[k]), "non_inferior": bool(found.non_inferior[k]),
+        })  # fmt: skip
+    passed = [t["resolution"] for t in out["tests"] if t["non_inferior"]]
+    out["smallest"] = min(passed) if passed else None
+    return out
 
 
 def _predictions(config, workdir: Path, cells: list[Cell]):

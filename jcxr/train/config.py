@@ -11,6 +11,7 @@ import ml_collections
 
 from jcxr import models
 from jcxr.data import check_source
+from jcxr.stats.noninferiority import PROCEDURES
 
 RECIPES = ("adam", "one_cycle", "rmsprop_plateau")
 LOSSES = ("weighted_bce", "class_weights", "bce")
@@ -99,6 +100,12 @@ def defaults() -> ml_collections.ConfigDict:
     # DeLong); "patient" or "study": always those clusters; "none": every image (or study)
     # independent, as Sabottke & Spieler 2020 and Chizari 2021 computed DeLong.
     c.eval.cluster_by = "auto"
+    # The sweep's answer per finding: the smallest resolution not worse than the reference by
+    # more than the margin (one-sided alpha 0.05). Reference: 0 = the best (highest AUC), or a
+    # resolution in px; procedure: "fixed_sequence" (from the reference downward) or "holm".
+    c.eval.noninferiority_margin = 0.01
+    c.eval.noninferiority_reference = 0
+    c.eval.noninferiority_procedure = "fixed_sequence"
     # denominator of the AUC ratio figure (Sabottke & Spieler 2020 Fig 3)
     c.eval.reference_resolution = 320
 
@@ -143,6 +150,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     choice("logging.wandb", config.logging.wandb, ("online", "offline", "disabled"))
     choice("eval.compare_on", config.eval.compare_on, ("test", "val"))
     choice("eval.cluster_by", config.eval.cluster_by, CLUSTER_BY)
+    choice("eval.noninferiority_procedure", config.eval.noninferiority_procedure, PROCEDURES)
+    margin = config.eval.noninferiority_margin
+    if not (isinstance(margin, float | int) and 0 <= margin < 1):
+        raise ValueError(
+            f"config.eval.noninferiority_margin = {margin!r}; expected an AUC difference in [0, 1)"
+        )
+    ni_ref = config.eval.noninferiority_reference
+    if ni_ref != 0 and ni_ref not in tuple(config.sweep.resolutions):
+        raise ValueError(
+            f"config.eval.noninferiority_reference = {ni_ref!r}; expected 0 (the best) or one "
+            f"of the sweep's resolutions {tuple(config.sweep.resolutions)}"
+        )
     choice("parallel.placement", config.parallel.placement, PLACEMENTS)
     choice("parallel.distributed", config.parallel.distributed, ("auto", "on", "off"))
     choice("parallel.device_dataset", config.parallel.device_dataset, ("auto", "on", "off"))
