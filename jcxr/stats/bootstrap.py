@@ -26,7 +26,7 @@ from scipy import special
 from jcxr._io import json_ready
 from jcxr.stats._inputs import check_clusters, check_options, validated_inputs
 from jcxr.stats.moments import cluster_codes
-from jcxr.stats.multitest import adjust_pvalues
+from jcxr.stats.multitest import adjust_pairs
 from jcxr.stats.result import ConfidenceInterval, _alpha_of
 
 # cases x replicates held at once while weighting (float64: 8 bytes each): ~160 MB
@@ -159,10 +159,7 @@ def bootstrap(
     degenerate = ~np.all(np.isfinite(replicates), axis=1)
     replicates = replicates[~degenerate]
     statistic, pvalue = _pairwise_test(auc, replicates)
-    k = auc.size
-    upper = np.triu_indices(k, 1)
-    p_adjusted = np.ones((k, k))
-    p_adjusted[upper] = p_adjusted.T[upper] = adjust_pvalues(pvalue[upper], correction)
+    p_adjusted = adjust_pairs(pvalue, correction)
     return BootstrapResult(
         names=tuple(names),
         auc=auc,

@@ -35,7 +35,7 @@ from jcxr.stats._inputs import (
     validated_inputs,
 )
 from jcxr.stats.moments import cluster_codes, delong_moments, placements
-from jcxr.stats.multitest import adjust_pvalues
+from jcxr.stats.multitest import adjust_pairs
 from jcxr.stats.result import DeLongResult, Omnibus, UnpairedDeLongResult, z_critical
 
 __all__ = [
@@ -179,10 +179,7 @@ def _correlated_result(
     diff = auc[:, None] - auc[None, :]
     diff_sd = np.sqrt(np.maximum(diff_var, 0.0))
     z, p, log10_p = _z_and_p(diff, diff_sd)
-    upper = np.triu_indices(k, 1)
-    p_adjusted = np.ones((k, k))
-    p_adjusted[upper] = adjust_pvalues(p[upper], correction)
-    p_adjusted.T[upper] = p_adjusted[upper]
+    p_adjusted = adjust_pairs(p, correction)
     return DeLongResult(
         names=tuple(names),
         auc=auc,

@@ -38,3 +38,14 @@ def adjust_pvalues(p, method: str = "holm") -> np.ndarray:
     adjusted = np.empty(n)
     adjusted[order] = np.minimum(stepped, 1.0)
     return adjusted
+
+
+def adjust_pairs(p: np.ndarray, method: str = "holm") -> np.ndarray:
+    """(K, K) symmetric p-values adjusted over the K (K - 1) / 2 pairs above the diagonal;
+    the diagonal is 1."""
+    k = p.shape[0]
+    upper = np.triu_indices(k, 1)
+    adjusted = np.ones((k, k))
+    adjusted[upper] = adjust_pvalues(p[upper], method)
+    adjusted.T[upper] = adjusted[upper]
+    return adjusted

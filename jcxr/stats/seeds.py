@@ -33,7 +33,7 @@ from scipy import special, stats
 
 from jcxr._io import json_ready
 from jcxr.stats.delong import delong
-from jcxr.stats.multitest import adjust_pvalues
+from jcxr.stats.multitest import adjust_pairs
 from jcxr.stats.result import ConfidenceInterval, _alpha_of
 
 
@@ -165,9 +165,7 @@ def compare_seeds(
         table.T[np.triu_indices(r, 1)] = table[np.triu_indices(r, 1)]
     diff_se = np.sqrt(test_var + train_var)
     statistic, pvalue = _t_test(diff, diff_se, df)
-    upper = np.triu_indices(r, 1)
-    p_adjusted = np.ones((r, r))
-    p_adjusted[upper] = p_adjusted.T[upper] = adjust_pvalues(pvalue[upper], correction)
+    p_adjusted = adjust_pairs(pvalue, correction)
     return SeedComparison(
         names=tuple(names),
         seeds=s,

@@ -38,10 +38,7 @@ def compare_resolutions(config, workdir: Path, cells: list[Cell], data: LabelDat
         power_80=power_to_detect(result, resolutions, config.eval.reference_resolution),
         sufficient=sufficient_resolution(result, resolutions, config.eval),
     )  # fmt: skip
-    if note:
-        comparison = dataclasses.replace(comparison, method=f"{comparison.method} ({note})")
-    _write(workdir, comparison, result)
-    return comparison
+    return _noted_and_written(workdir, comparison, result, note)
 
 
 def compare_across_seeds(
@@ -63,10 +60,7 @@ def compare_across_seeds(
         case_unit=_case_unit(data), cluster_by=cluster_by, power_80=power_80,
         sufficient=sufficient_resolution(result, resolutions, config.eval),
     )  # fmt: skip
-    if note:
-        comparison = dataclasses.replace(comparison, method=f"{comparison.method} ({note})")
-    _write(workdir, comparison, result)
-    return comparison
+    return _noted_and_written(workdir, comparison, result, note)
 
 
 def cluster_ids(cluster_by: str, data: LabelData, records: np.ndarray, labels: np.ndarray):
@@ -174,8 +168,13 @@ def _case_unit(data: LabelData) -> str:
     return "study" if data.studies is not None else "image"
 
 
-def _write(workdir: Path, comparison: Comparison, result) -> None:
+def _noted_and_written(workdir: Path, comparison: Comparison, result, note: str) -> Comparison:
+    """``comparison`` with ``note`` added to its method, after writing ``result`` to
+    ``comparisons/NAME.{json,txt}``."""
+    if note:
+        comparison = dataclasses.replace(comparison, method=f"{comparison.method} ({note})")
     directory = workdir / "comparisons"
     directory.mkdir(exist_ok=True)
     atomic_write_text(directory / f"{comparison.name}.json", json.dumps(result.to_dict(), indent=2))
     atomic_write_text(directory / f"{comparison.name}.txt", str(result) + "\n")
+    return comparison
