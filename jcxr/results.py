@@ -349,7 +349,8 @@ def sufficiency_sentence(comp: Comparison) -> str:
     """The answer in one line, e.g. "Mass: 128 px is sufficient: non-inferior to 320 px
     (best AUC) within 0.01 AUC (dAUC -0.004, one-sided 95% lower bound -0.009, p = 0.03)"."""
     s = comp.sufficient
-    ref = f"{s['reference']} px ({'best AUC' if s['reference_rule'] == 'best AUC' else 'fixed'})"
+    rule = "best AUC" if s["reference_rule"] == "best AUC" else "the fixed reference"
+    ref = f"{s['reference']} px ({rule})"
     level = f"one-sided {1 - s['alpha']:.0%}"
     if not s["tests"]:
         return (
@@ -358,9 +359,10 @@ def sufficiency_sentence(comp: Comparison) -> str:
     if s["smallest"] is None:
         first = s["tests"][0]
         return (
-            f"{comp.label}: no resolution below {ref} is shown non-inferior within "
-            f"{s['margin']:g} AUC ({first['resolution']} px: dAUC {first['diff']:+.3f}, "
-            f"{level} lower bound {first['lower_bound']:+.3f}, p = {first['p']:.2g})."
+            f"{comp.label}: {ref} is the smallest sufficient resolution: none below it is "
+            f"non-inferior within {s['margin']:g} AUC ({first['resolution']} px: dAUC "
+            f"{first['diff']:+.3f}, {level} lower bound {first['lower_bound']:+.3f}, "
+            f"p = {first['p']:.2g})."
         )
     t = next(t for t in s["tests"] if t["resolution"] == s["smallest"])
     return (
@@ -384,6 +386,6 @@ def power_sentence(comp: Comparison) -> str:
         need += f" (about {p['n_clusters']:,.0f} {comp.cluster_by}s)"
         have += f" in {comp.n_clusters:,} {comp.cluster_by}s"
     return (
-        f"To detect {p['best']}px's dAUC {p['delta']:+.3f} over {p['reference']}px at "
+        f"To detect {p['best']}px's dAUC {p['delta']:+.4f} over {p['reference']}px at "
         f"{p['power']:.0%} power (two-sided alpha {p['alpha']:g}): {need}; {have}."
     )

@@ -73,3 +73,40 @@ def test_power_to_detect_solves_for_best_against_reference():
             power_80=at_reference,
         )
     )
+
+
+def test_sufficient_resolution_from_the_reference_downward_and_its_sentence():
+    from types import SimpleNamespace
+
+    from jcxr.results import sufficiency_sentence
+    from jcxr.train.compare import sufficient_resolution
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 3000)
+    shared = rng.normal(size=3000)
+    scores = [y * mu + shared + rng.normal(scale=0.7, size=3000) for mu in (0.6, 1.04, 1.05)]
+    result = delong(y, scores, names=["64px", "128px", "256px"])
+    rules = SimpleNamespace(noninferiority_margin=0.02, noninferiority_reference=256,
+                            noninferiority_procedure="fixed_sequence")  # fmt: skip
+    found = sufficient_resolution(result, [64, 128, 256], rules)
+    assert found["reference"] == 256 and [t["resolution"] for t in found["tests"]] == [128, 64]
+    assert found["smallest"] == 128 and found["margin"] == 0.02
+
+    def sentence(answer):
+        return sufficiency_sentence(Comparison.from_delong(
+            result, label="Mass", arch="r", seed=0, split="test", resolutions=[64, 128, 256],
+            sufficient=answer))  # fmt: skip
+
+    assert sentence(found).startswith("Mass: 128 px is sufficient: non-inferior to 256 px")
+    assert "within 0.02 AUC" in sentence(found)
+    strict = sufficient_resolution(result, [64, 128, 256], SimpleNamespace(
+        **{**vars(rules), "noninferiority_margin": 0.0}))  # fmt: skip
+    assert strict["smallest"] is None  # 128 px is 0.005 below: not shown >= 256 px's AUC
+    assert "256 px (the fixed reference) is the smallest sufficient" in sentence(strict)
+    best = sufficient_resolution(result, [64, 128, 256], SimpleNamespace(
+        **{**vars(rules), "noninferiority_reference": 0}))  # fmt: skip
+    assert best["reference"] == [64, 128, 256][int(np.argmax(result.auc))]
+    assert best["reference_rule"] == "best AUC"
+    lowest = sufficient_resolution(result, [64, 128, 256], SimpleNamespace(
+        **{**vars(rules), "noninferiority_reference": 64}))  # fmt: skip
+    assert lowest["tests"] == [] and "the lowest resolution trained" in sentence(lowest)
