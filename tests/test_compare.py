@@ -5,8 +5,9 @@ import pytest
 
 from jcxr.data.label_data import LabelData
 from jcxr.data.table import DataError
-from jcxr.results import Comparison, power_sentence
+from jcxr.results import Comparison
 from jcxr.stats import delong, power
+from jcxr.summary import power_sentence
 from jcxr.train.compare import cluster_ids, power_to_detect
 
 PATIENTS = np.array(["p1", "p1", "p2", "p3", "p3", "p4", "p5", "p6"])
@@ -78,7 +79,7 @@ def test_power_to_detect_solves_for_best_against_reference():
 def test_sufficient_resolution_from_the_reference_downward_and_its_sentence():
     from types import SimpleNamespace
 
-    from jcxr.results import sufficiency_sentence
+    from jcxr.summary import sufficiency_sentence
     from jcxr.train.compare import sufficient_resolution
 
     rng = np.random.default_rng(1)

@@ -13,9 +13,9 @@ from jcxr.results import (
     Comparison,
     SweepResult,
     cells_csv,
-    console_summary,
 )
 from jcxr.stats import delong
+from jcxr.summary import console_summary
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ LAYERS = {
     "jcxr.models": 2,
     "jcxr.data": 2,
     "jcxr.results": 3,
+    "jcxr.summary": 3.5,  # words about results: reads results, read by the report
     "jcxr.tracking": 4,
     "jcxr.report": 5,
     "jcxr.train": 6,

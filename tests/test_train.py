@@ -463,8 +463,10 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
     assert len(csv_lines) == 5 and csv_lines[0].startswith("label,resolution,arch,seed")
     html = (tmp_path / "report.html").read_text()
     figures = sorted((tmp_path / "figures").glob("*.png"))
-    assert len(figures) == 4  # AUC vs resolution, ratio, one p-value heatmap per label
-    assert html.count("<img ") == len(figures) and "data:image/png;base64," in html
+    # AUC vs resolution, ratio; per label: p-values, ROC, what the network sees, training
+    assert len(figures) == 2 + 4 * 2
+    assert all(f.with_suffix(".svg").is_file() for f in figures)
+    check_report(html, config)
     runs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 5  # 4 cells + the sweep summary, ready for `wandb sync`
     # wandb 0.31 keeps an offline run's records in this binary log; "best_epoch" and "auc_se"
@@ -524,6 +526,36 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
     assert clustered == 1 and "per patient" in html and "clustered DeLong (Obuchowski" in html
 
 
+def check_report(text, config):
+    """The report as a reader gets it: every section, every image decodes, every AUC names its
+    split, the methods name the effective batch and each resolution's microbatch."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from tests.test_report import ReportParser
+
+    parsed = ReportParser()
+    parsed.feed(text)
+    from jcxr.report.html import SECTIONS
+
+    assert parsed.sections == list(SECTIONS)
+    assert len(parsed.images) == 2 + 4 * 2 + 2 * len(config.sweep.resolutions)  # + true size
+    for src in parsed.images:
+        assert src.startswith("data:image/png;base64,")
+        Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()
+    words = " ".join(parsed.text)
+    assert words.count("test AUC") >= len(config.sweep.labels)  # the comparison tables
+    assert "validation AUC (best epoch)" in words and "test AUC" in words  # the cells table
+    batch = config.train.effective_batch_size
+    assert f"effective batch {batch} images" in words
+    for r in config.sweep.resolutions:
+        m = config.train.microbatch_size
+        assert f"{r} px: microbatch {m} ({batch // m} accumulation step(s))" in words
+    assert "unit of analysis: per patient" in words and "config sha256" in words
+
+
 def test_report_cli_rebuilds_and_publishes_a_wandb_report(phantom_shards, tmp_path, monkeypatch):
     config = tiny_config(phantom_shards, train__epochs=1)
     config.sweep.resolutions = (32, 48)
@@ -566,6 +598,9 @@ def test_report_cli_rebuilds_and_publishes_a_wandb_report(phantom_shards, tmp_pa
     filters = [g.runsets[0].filters for g in grids]
     assert filters == ["Metric('Group') == 'tiny' and Metric('JobType') == 'Mass'",
                        "Metric('Group') == 'tiny' and Metric('JobType') == 'summary'"]  # fmt: skip
+    texts = " ".join(b.text if isinstance(b.text, str) else str(b.text) for b in report.blocks
+                     if isinstance(b, wr.P))  # fmt: skip
+    assert "effective batch 16 images" in texts  # the methods, as in the HTML report
     media = grids[-1].panels[0].media_keys
     assert sorted(media) == sorted(f.stem for f in (tmp_path / "figures").glob("*.png"))
 
@@ -771,8 +806,8 @@ def test_several_seeds_are_compared_with_training_and_test_variance(phantom_shar
     """Two seeds per cell: the summary comparison is seed-aware (seed-mean AUCs, between-seed
     SD, t with Satterthwaite df), equal to compare_seeds on the saved predictions."""
     from jcxr.data.shards import read_index
-    from jcxr.results import console_summary
     from jcxr.stats import compare_seeds
+    from jcxr.summary import console_summary
 
     config = tiny_config(phantom_shards, train__epochs=1)
     config.sweep.labels = ("Nodule",)

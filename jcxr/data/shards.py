@@ -416,6 +416,15 @@ def shard_paths(shards: str | Path, resolution: int) -> list[str]:
     return [str(Path(shards) / s["file"]) for s in manifest["shards"][str(resolution)]]
 
 
+def read_pixels(shards: str | Path, resolution: int, records) -> np.ndarray:
+    """``[n, R, R]`` uint8 pixels of ``records`` (indices into the shard index) at
+    ``resolution``: a few images for a figure, not a training pipeline."""
+    import grain
+
+    source = grain.sources.ArrayRecordDataSource(shard_paths(shards, resolution))
+    return np.stack([decode_pixels(source[int(r)], resolution).copy() for r in records])
+
+
 def verify(shards: str | Path) -> list[str]:
     """Re-read every shard: checksums, record counts and headers against the index.
 

@@ -1,193 +1,102 @@
-"""Figures and a self-contained HTML report from a sweep's workdir (results.json)."""
+"""A sweep's report: figures (PNG + SVG) and one self-contained HTML file, from what the run
+wrote in its workdir (``config.json``, ``results.json``, each cell's predictions, the shards).
+
+Sections: the answer per finding, what the network sees, the comparisons (every AUC labelled
+with its split and unit), ROC curves, training curves, the cells, methods and provenance.
+"""
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 
 import numpy as np
 
 from jcxr._io import atomic_write_text
-from jcxr.results import Comparison, SweepResult, power_sentence, sufficiency_sentence
+from jcxr.report import figures as fig
+from jcxr.report.html import page
+from jcxr.results import SweepResult
 
-
-def _figure_setup():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def auc_vs_resolution(results: SweepResult, path: Path) -> Path:
-    """Sabottke & Spieler 2020 Fig 2/4: AUC against resolution, DeLong SD error bars, one line
-    per label."""
-    plt = _figure_setup()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    marked = False
-    for label, comp in results.comparisons.items():
-        line = ax.errorbar(comp.resolutions, comp.auc, yerr=comp.se, marker="o", capsize=3,
-                           label=label)  # fmt: skip
-        smallest = (comp.sufficient or {}).get("smallest")
-        if smallest is not None:  # the answer: the smallest sufficient resolution, starred
-            auc = comp.auc[comp.resolutions.index(smallest)]
-            text = f"smallest sufficient (within {comp.sufficient['margin']:g} AUC)"
-            ax.plot([smallest], [auc], marker="*", markersize=18, color=line[0].get_color(),
-                    markeredgecolor="black", linestyle="none",
-                    label=None if marked else text)  # fmt: skip
-            marked = True
-    ax.set_xscale("log", base=2)
-    resolutions = sorted({r for c in results.comparisons.values() for r in c.resolutions})
-    ax.set_xticks(resolutions, [str(r) for r in resolutions])
-    ax.set_xlabel("input resolution (px)")
-    ax.set_ylabel("AUC (± SD: DeLong, clustered or with seeds)")
-    ax.set_title(f"{results.name}: AUC by resolution")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def auc_ratio(results: SweepResult, reference: int, path: Path) -> Path:
-    """Sabottke & Spieler 2020 Fig 3: each resolution's AUC over the reference resolution's,
-    per label."""
-    plt = _figure_setup()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    labels = list(results.comparisons)
-    width = 0.8 / max(1, len(labels))
-    for k, label in enumerate(labels):
-        comp = results.comparisons[label]
-        res = comp.resolutions
-        ref = reference if reference in res else max(res)
-        ratio = np.array(comp.auc) / comp.auc[res.index(ref)]
-        ax.bar(np.arange(len(res)) + k * width, ratio, width, label=f"{label} (/{ref}px)")
-        ax.set_xticks(np.arange(len(res)) + width * (len(labels) - 1) / 2, [f"{r}px" for r in res])
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_ylabel("AUC ratio to the reference resolution")
-    ax.set_title("Low-resolution AUC relative to the reference")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def pvalue_heatmap(comp: Comparison, path: Path) -> Path:
-    plt = _figure_setup()
-    p = np.array(comp.p_adjusted, dtype=float)
-    names = [f"{r}px" for r in comp.resolutions]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(names), 1 + 0.6 * len(names)))
-    shown = -np.log10(np.clip(p, 1e-300, 1))
-    image = ax.imshow(shown, cmap="viridis")
-    ax.set_xticks(range(len(names)), names)
-    ax.set_yticks(range(len(names)), names)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            if i != j:
-                ax.text(
-                    j,
-                    i,
-                    f"{p[i, j]:.2g}",
-                    ha="center",
-                    va="center",
-                    color="white" if shown[i, j] < shown.max() / 2 else "black",
-                    fontsize=8,
-                )
-    fig.colorbar(image, ax=ax, label=f"-log10 p ({comp.correction})")
-    ax.set_title(f"{comp.label}: pairwise p ({comp.method.split(' (')[0]})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+EXAMPLES = 3  # test images per label in "what the network sees"
 
 
 def build_report(workdir: str | Path) -> tuple[Path, list[Path]]:
-    """Write ``figures/*.png`` and ``report.html`` (images embedded) from ``results.json``."""
+    """Write ``figures/*.png`` (+ ``.svg``) and ``report.html`` (images embedded)."""
     workdir = Path(workdir)
     results = SweepResult.load(workdir)
-    config = (
-        json.loads((workdir / "config.json").read_text())
-        if (workdir / "config.json").is_file()
-        else {}
-    )
-    figures_dir = workdir / "figures"
-    figures_dir.mkdir(exist_ok=True)
-    figures = []
+    config_path = workdir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    out = workdir / "figures"
+    out.mkdir(exist_ok=True)
+    figures: dict[str, list[Path]] = {"overview": [], "seen": [], "roc": [], "training": [],
+                                      "pvalues": []}  # fmt: skip
+    examples = {}
     if results.comparisons:
         reference = config.get("eval", {}).get("reference_resolution", 320)
-        figures.append(auc_vs_resolution(results, figures_dir / "auc_vs_resolution.png"))
-        figures.append(auc_ratio(results, reference, figures_dir / "auc_ratio.png"))
-        for label, comp in results.comparisons.items():
-            name = label.replace(" ", "_")
-            figures.append(pvalue_heatmap(comp, figures_dir / f"pvalues_{name}.png"))
-    report = workdir / "report.html"
-    atomic_write_text(report, _html(results, figures))
-    return report, figures
-
-
-def _html(results: SweepResult, figures: list[Path]) -> str:
-    esc = html.escape
-    rows = []
-    for c in results.cells:
-        m, k = c.metrics, c.cell
-        fmt = lambda v: "" if v is None else f"{v:.4f}"  # noqa: E731
-        best_epoch = "" if c.best_epoch is None else c.best_epoch
-        rows.append(
-            f"<tr><td>{esc(k.label)}</td><td>{k.resolution}</td><td>{esc(k.arch)}</td>"
-            f"<td>{k.seed}</td><td>{esc(c.status)}</td><td>{best_epoch}</td>"
-            f"<td>{fmt(m.get('auc'))}</td><td>{fmt(m.get('auc_se'))}</td>"
-            f"<td>{fmt(m.get('sensitivity'))}</td><td>{fmt(m.get('specificity'))}</td></tr>"
-        )
-    sections = []
+        figures["overview"] += [
+            fig.auc_vs_resolution(results, out / "auc_vs_resolution.png"),
+            fig.auc_ratio(results, reference, out / "auc_ratio.png"),
+        ]
+    shard_dir = _shard_dir(config, workdir)
     for label, comp in results.comparisons.items():
-        res = comp.resolutions
-        head = "".join(f"<th>{r}px</th>" for r in res)
-        body = "".join(
-            f"<tr><th>{r}px</th>"
-            + "".join(
-                "<td>-</td>" if i == j else f"<td>{comp.p_adjusted[i][j]:.3g}</td>"
-                for j in range(len(res))
-            )
-            + "</tr>"
-            for i, r in enumerate(res)
-        )
-        aucs = ", ".join(
-            f"{r}px {a:.3f} ± {s:.3f}" for r, a, s in zip(res, comp.auc, comp.se, strict=True)
-        )
-        power = f"<p>{esc(power_sentence(comp))}</p>" if comp.power_80 else ""
-        sections.append(
-            f"<h3>{esc(label)} ({esc(comp.arch)}, {esc(comp.seed_text)}, {comp.split} set)</h3>"
-            f"<p>{esc(comp.method)}, {esc(comp.unit_text)}.</p>"
-            f"<p>AUC ± SD: {aucs}. Best: {comp.best_resolution}px.</p>"
-            f"<table><tr><th>{esc(comp.correction)}-adjusted p</th>{head}</tr>{body}</table>"
-            f"{power}"
-        )
-    answers = "".join(
-        f"<li>{esc(sufficiency_sentence(comp))}</li>"
-        for comp in results.comparisons.values()
-        if comp.sufficient
-    )
-    answers = f"<h2>The answer</h2><ul>{answers}</ul>" if answers else ""
-    images = "".join(
-        f'<figure><img alt="{esc(f.stem)}" src="data:image/png;base64,'
-        f'{base64.b64encode(f.read_bytes()).decode()}"><figcaption>{esc(f.stem)}</figcaption></figure>'
-        for f in figures
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>jcxr report: {esc(results.name)}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}
-table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}</style></head>
-<body><h1>jcxr: {esc(results.name)}</h1>
-{answers}
-<h2>Cells</h2><table><tr><th>label</th><th>resolution</th><th>arch</th><th>seed</th><th>status</th>
-<th>best epoch</th><th>AUC</th><th>SE</th><th>sensitivity</th><th>specificity</th></tr>
-{"".join(rows)}</table>
-<h2>Resolution comparisons</h2>{"".join(sections)}
-<h2>Figures</h2>{images}</body></html>
-"""
+        name = label.replace(" ", "_")
+        figures["pvalues"].append(fig.pvalue_heatmap(comp, out / f"pvalues_{name}.png"))
+        predictions = _predictions(workdir, results, comp)
+        if predictions:
+            figures["roc"].append(fig.roc_curves(comp, predictions, out / f"roc_{name}.png"))
+        images = _examples(shard_dir, comp, predictions)
+        if images:
+            examples[label] = images
+            figures["seen"].append(fig.what_it_sees(label, images, out / f"seen_{name}.png"))
+    for label in dict.fromkeys(c.cell.label for c in results.cells):
+        mine = [c for c in results.cells if c.cell.label == label]
+        name = label.replace(" ", "_")
+        figures["training"].append(fig.training_curves(label, mine, out / f"training_{name}.png"))
+    report = workdir / "report.html"
+    manifest = _manifest(shard_dir)
+    atomic_write_text(report, page(results, config, figures, examples, manifest))
+    return report, [f for group in figures.values() for f in group]
+
+
+def _shard_dir(config: dict, workdir: Path) -> Path:
+    shards = config.get("data", {}).get("shards")
+    return Path(shards) if shards else workdir / "shards"
+
+
+def _manifest(shard_dir: Path) -> dict:
+    from jcxr.data.shards import read_manifest
+
+    try:
+        return read_manifest(shard_dir)
+    except Exception:  # moved or deleted shards: the report still builds, without their facts
+        return {}
+
+
+def _predictions(workdir: Path, results: SweepResult, comp) -> dict[int, tuple]:
+    """{resolution: (labels, scores, records)} of the comparison's split, for its first seed."""
+    seed = comp.seed if comp.seed is not None else comp.seeds[0]
+    out = {}
+    for r in comp.resolutions:
+        cell = f"{comp.label.replace(' ', '_')}__{comp.arch}__r{r}__s{seed}"
+        path = workdir / "cells" / cell / f"predictions_{comp.split}.npz"
+        if not path.is_file():
+            return {}
+        with np.load(path) as p:
+            out[r] = (p["label"], p["prob"], p["record"])
+    return out
+
+
+def _examples(shard_dir: Path, comp, predictions: dict) -> dict[int, np.ndarray]:
+    """The same few positive test records at every resolution: the ones the highest
+    resolution scores most confidently (the finding is there and findable)."""
+    from jcxr.data.shards import read_pixels
+
+    if not predictions:
+        return {}
+    labels, scores, records = predictions[max(predictions)]
+    positive = np.flatnonzero(labels == 1)
+    chosen = records[positive[np.argsort(-scores[positive], kind="stable")[:EXAMPLES]]]
+    try:
+        return {r: read_pixels(shard_dir, r, chosen) for r in comp.resolutions}
+    except Exception:  # shards gone: the report still builds, without this figure
+        return {}

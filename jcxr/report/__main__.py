@@ -53,9 +53,8 @@ def _main(argv: list[str]) -> int:
         from jcxr.report import wandb_report
 
         try:
-            url = wandb_report.publish(
-                results, figures, project=config.logging.project, entity=args.entity
-            )
+            url = wandb_report.publish(results, figures, project=config.logging.project,
+                                       entity=args.entity, config=config.to_dict())  # fmt: skip
         except Exception as error:  # network, permissions: say so, keep the local report
             print(f"W&B: report not published ({error})", file=sys.stderr)
             return 1

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jcxr.results import Comparison, SweepResult, power_sentence, sufficiency_sentence
+from jcxr.report.methods import methods
+from jcxr.results import Comparison, SweepResult
+from jcxr.summary import power_sentence, sufficiency_sentence
 
 
 def markdown_table(comparison: Comparison) -> str:
@@ -35,7 +37,8 @@ def _quote(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def build(results: SweepResult, figures: list[Path], *, project: str, entity: str | None = None):
+def build(results: SweepResult, figures: list[Path], *, project: str, entity: str | None = None,
+          config: dict | None = None):  # fmt: skip
     """The report object (``wandb_workspaces.reports.v2.Report``); ``.save()`` publishes it.
 
     ``entity=None`` means the API key's default entity (resolved online).
@@ -75,6 +78,7 @@ def build(results: SweepResult, figures: list[Path], *, project: str, entity: st
                 panels=[
                     wr.LinePlot(title=f"{label}: validation AUC", x="Step", y=["val/auc"]),
                     wr.LinePlot(title=f"{label}: training loss", x="Step", y=["train/loss"]),
+                    wr.LinePlot(title=f"{label}: validation loss", x="Step", y=["val/loss"]),
                     wr.BarPlot(title=f"{label}: best validation AUC", metrics=["auc"]),
                 ],
             ),
@@ -85,6 +89,8 @@ def build(results: SweepResult, figures: list[Path], *, project: str, entity: st
         name="summary",
         filters=f"{group} and Metric('JobType') == 'summary'",
     )
+    if config is not None:  # the HTML report's methods, word for word
+        blocks += [wr.H2("Methods"), *(wr.P(f"{h}. {t}") for h, t in methods(config, results))]
     blocks += [
         wr.H2("Figures"),
         wr.PanelGrid(
@@ -103,8 +109,9 @@ def build(results: SweepResult, figures: list[Path], *, project: str, entity: st
     )
 
 
-def publish(results: SweepResult, figures: list[Path], *, project: str, entity: str | None = None):
+def publish(results: SweepResult, figures: list[Path], *, project: str, entity: str | None = None,
+            config: dict | None = None):  # fmt: skip
     """Save the report to W&B (online); returns its URL."""
-    report = build(results, figures, project=project, entity=entity)
+    report = build(results, figures, project=project, entity=entity, config=config)
     report.save()
     return report.url

@@ -42,7 +42,7 @@ def main(argv):
     del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.WARNING)  # orbax narrates every save at INFO
-    from jcxr.results import console_summary
+    from jcxr.summary import console_summary
     from jcxr.train.config import validate
     from jcxr.train.sweep import run_sweep
 

@@ -10,6 +10,7 @@ Finished cells (``cells/ID/result.json``) are never rerun. Cells are placed on t
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from jcxr.train.compare import compare_across_seeds, compare_resolutions
 from jcxr.train.config import validate
 from jcxr.train.fingerprint import check_workdir
 from jcxr.train.inputs import label_data_for, shards_for
+from jcxr.train.provenance import cohort, provenance
 
 
 def run_sweep(
@@ -35,6 +37,7 @@ def run_sweep(
     the sweep before anything trains (:mod:`jcxr.train.fingerprint`), or with ``fresh`` is
     removed and trained again."""
     validate(config)
+    started = time.time()
     if workdir.exists() and not workdir.is_dir():
         raise ValueError(f"{workdir}: the workdir exists and is not a folder; choose another")
     parallel.initialize(config.parallel.distributed)
@@ -78,7 +81,9 @@ def run_sweep(
                 detail.append(summary)
             if arch == config.sweep.archs[0] and summary is not None:
                 comparisons[label] = summary
-    result = SweepResult(config.name, tuple(cells), comparisons, tuple(detail))
+    cohorts = {label: cohort(data) for label, data in label_data.items()}
+    result = SweepResult(config.name, tuple(cells), comparisons, tuple(detail), cohorts,
+                         provenance(config, started, time.time()))  # fmt: skip
     if primary:
         result.save(workdir)
         from jcxr.report import build_report

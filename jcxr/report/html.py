@@ -1,0 +1,165 @@
+"""The report as one self-contained HTML page: every image embedded, no script, no network.
+
+Every AUC carries its split ("test AUC", "validation AUC") and every comparison its unit of
+analysis, so no number can be read as another.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+
+from jcxr.report.methods import methods, provenance
+from jcxr.results import SweepResult
+from jcxr.summary import power_sentence, sufficiency_sentence
+
+esc = html.escape
+SECTIONS = ("answer", "seen", "comparisons", "roc", "training", "cells", "methods", "provenance")
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:right}th{background:#f4f4f4}img{max-width:100%}figure{margin:1em 0}
+.true-size img{image-rendering:pixelated;max-width:none;margin-right:8px;vertical-align:bottom}
+.answer li{font-size:1.1em;margin:.3em 0}caption{caption-side:bottom;font-size:.85em;color:#555}"""
+
+
+def page(results: SweepResult, config: dict, figures: dict[str, list[Path]],
+         examples: dict[str, dict[int, np.ndarray]], manifest: dict) -> str:  # fmt: skip
+    body = [
+        f"<h1>jcxr: {esc(results.name)}</h1>",
+        _answer(results),
+        _seen(figures["seen"], examples),
+        _comparisons(results, figures["pvalues"]),
+        _section("roc", "ROC curves", _images(figures["overview"] + figures["roc"])),
+        _section("training", "How each cell trained", _images(figures["training"])),
+        _cells(results),
+        _methods(config, results, manifest),
+        _provenance(results),
+    ]
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>jcxr report: '
+        f"{esc(results.name)}</title><style>{STYLE}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
+
+
+def _section(key: str, title: str, content: str) -> str:
+    return f'<section id="{key}"><h2>{esc(title)}</h2>{content}</section>'
+
+
+def _images(paths: list[Path]) -> str:
+    return "".join(
+        f'<figure><img alt="{esc(p.stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{esc(p.stem)} (SVG: '
+        f"figures/{esc(p.with_suffix('.svg').name)})</figcaption></figure>"
+        for p in paths
+    )
+
+
+def _answer(results: SweepResult) -> str:
+    items = "".join(
+        f"<li>{esc(sufficiency_sentence(c))}</li>"
+        for c in results.comparisons.values()
+        if c.sufficient
+    )
+    return _section("answer", "The answer", f'<ul class="answer">{items}</ul>')
+
+
+def _seen(paths: list[Path], examples: dict[str, dict[int, np.ndarray]]) -> str:
+    parts = []
+    for label, images in examples.items():
+        row = "".join(
+            f'<img alt="{esc(label)} at {r} px" width="{r}" height="{r}" '
+            f'src="data:image/png;base64,{_png(images[r][0])}">'
+            for r in sorted(images)
+        )
+        sizes = ", ".join(f"{r}" for r in sorted(images))
+        parts.append(f'<p class="true-size"><b>{esc(label)}</b>, one positive test image at true '
+                     f"pixel size ({sizes} px):<br>{row}</p>")  # fmt: skip
+    note = ("<p>Test images that hold the finding, the same images at every resolution of the "
+            "sweep (chosen as the highest resolution's most confident positives); below, "
+            "upscaled without smoothing.</p>")  # fmt: skip
+    return _section("seen", "What the network sees", note + "".join(parts) + _images(paths))
+
+
+def _comparisons(results: SweepResult, heatmaps: list[Path]) -> str:
+    parts = []
+    for label, comp in results.comparisons.items():
+        split = f"{comp.split} AUC" if comp.split != "val" else "validation AUC"
+        rows = "".join(
+            f"<tr><td>{r}px</td><td>{a:.3f}</td><td>{s:.3f}</td><td>{lo:.3f}-{hi:.3f}</td></tr>"
+            for r, a, s, (lo, hi) in zip(comp.resolutions, comp.auc, comp.se, comp.ci, strict=True)
+        )
+        res = comp.resolutions
+        head = "".join(f"<th>{r}px</th>" for r in res)
+        pvals = "".join(
+            f"<tr><th>{r}px</th>" + "".join(
+                "<td>-</td>" if i == j else f"<td>{comp.p_adjusted[i][j]:.3g}</td>"
+                for j in range(len(res))) + "</tr>"
+            for i, r in enumerate(res)
+        )  # fmt: skip
+        power = f"<p>{esc(power_sentence(comp))}</p>" if comp.power_80 else ""
+        parts.append(
+            f"<h3>{esc(label)} ({esc(comp.arch)}, {esc(comp.seed_text)})</h3>"
+            f"<p>{esc(comp.method)}; unit of analysis: {esc(comp.unit_text)}; "
+            f"{comp.n_positive} positive / {comp.n_negative} negative.</p>"
+            f"<table><tr><th>resolution</th><th>{split}</th><th>SD</th><th>95% CI</th></tr>"
+            f"{rows}<caption>{esc(split)} per resolution, {esc(comp.unit_text)}</caption></table>"
+            f"<table><tr><th>{esc(comp.correction)}-adjusted p</th>{head}</tr>{pvals}</table>"
+            f"{power}"
+        )
+    return _section("comparisons", "Resolution comparisons", "".join(parts) + _images(heatmaps))
+
+
+def _cells(results: SweepResult) -> str:
+    def fmt(v):
+        return "" if v is None else f"{v:.4f}"
+
+    rows = []
+    for c in results.cells:
+        m, k = c.metrics, c.cell
+        seconds = "" if c.seconds is None else f"{c.seconds:.0f}"
+        rows.append(
+            f"<tr><td>{esc(k.label)}</td><td>{k.resolution}</td><td>{esc(k.arch)}</td>"
+            f"<td>{k.seed}</td><td>{esc(c.status)}</td><td>{c.best_epoch or ''}</td>"
+            f"<td>{fmt(m.get('auc'))}</td><td>{fmt(m.get('auc_se'))}</td>"
+            f"<td>{fmt(c.splits.get('test', {}).get('auc'))}</td>"
+            f"<td>{fmt(m.get('sensitivity'))}</td><td>{fmt(m.get('specificity'))}</td>"
+            f"<td>{c.microbatch_size or ''}</td><td>{seconds}</td></tr>"
+        )
+    head = ("<tr><th>label</th><th>resolution</th><th>arch</th><th>seed</th><th>status</th>"
+            "<th>best epoch</th><th>validation AUC (best epoch)</th><th>validation SE</th>"
+            "<th>test AUC</th><th>validation sensitivity</th><th>validation specificity</th>"
+            "<th>microbatch</th><th>seconds</th></tr>")  # fmt: skip
+    note = ("<p>Per cell, per image. The best epoch is chosen by validation AUC; the test AUC is "
+            "that epoch's, and the comparisons above use the test set.</p>")  # fmt: skip
+    return _section("cells", "Cells", note + f"<table>{head}{''.join(rows)}</table>")
+
+
+def _methods(config: dict, results: SweepResult, manifest: dict) -> str:
+    paragraphs = "".join(f"<p><b>{esc(h)}.</b> {esc(t)}</p>" for h, t in methods(config, results))
+    if manifest:
+        paragraphs += (
+            f"<p><b>Shards.</b> {esc(str(manifest.get('source')))} records, resized with "
+            f"{esc(str(manifest.get('resize')))}, square by {esc(str(manifest.get('square')))}, "
+            f"source CSV sha256 {esc(str(manifest.get('source_csv_sha256', ''))[:16])}.</p>"
+        )
+    return _section("methods", "Methods", paragraphs)
+
+
+def _provenance(results: SweepResult) -> str:
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in provenance(results))
+    return _section("provenance", "Provenance", f"<table>{rows}</table>")
+
+
+def _png(pixels: np.ndarray) -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
