@@ -467,6 +467,7 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
     assert len(figures) == 2 + 4 * 2
     assert all(f.with_suffix(".svg").is_file() for f in figures)
     check_report(html, config)
+    screenshot_if_a_browser_is_here(tmp_path / "report.html")
     runs = sorted((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 5  # 4 cells + the sweep summary, ready for `wandb sync`
     # wandb 0.31 keeps an offline run's records in this binary log; "best_epoch" and "auc_se"
@@ -524,6 +525,22 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
         answers = ("is sufficient", "smallest sufficient resolution", "has the best AUC")
         assert f"{label}: " in html and any(answer in html for answer in answers)
     assert clustered == 1 and "per patient" in html and "clustered DeLong (Obuchowski" in html
+
+
+def screenshot_if_a_browser_is_here(report):
+    """Where Chromium is installed (not in CI), render the report headless as a reader's
+    browser would; the HTML parser above checks the same page everywhere."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        return
+    shot = report.with_name("report_screenshot.png")
+    run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          f"--screenshot={shot}", "--window-size=1200,2400",
+                          report.resolve().as_uri()], capture_output=True, timeout=180)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
 
 def check_report(text, config):
