@@ -83,3 +83,16 @@ class ReportParser(HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
+
+
+def test_written_files_are_readable_as_a_plain_open_would_make_them(tmp_path):
+    import os
+    import stat
+
+    from jcxr._io import atomic_write_text
+
+    atomic_write_text(tmp_path / "report.html", "<html></html>")
+    plain = tmp_path / "plain.html"
+    plain.write_text("<html></html>")
+    mode = stat.S_IMODE(os.stat(tmp_path / "report.html").st_mode)
+    assert mode == stat.S_IMODE(os.stat(plain).st_mode)  # not mkstemp's owner-only 0o600
