@@ -360,3 +360,57 @@ def test_phantoms_regenerate_when_the_drawing_changes(tmp_path, monkeypatch):
     assert phantom.generate(tmp_path, 6, seed=1, workers=1) == csv_path
     assert (tmp_path / "images" / "00000001_000.png").stat().st_mtime_ns != first
     assert json.loads((tmp_path / ".phantom.json").read_text())["version"] == phantom.VERSION
+
+
+def test_real_nih_boxes_and_image_sizes():
+    boxes = nih.read_boxes(NIH_ROOT)
+    assert sum(len(v) for v in boxes.values()) == 984  # the shared data README's facts
+    assert len({b.label for v in boxes.values() for b in v}) == 8
+    first = boxes["00013118_008.png"][0]
+    assert first.label == "Atelectasis" and first.x == pytest.approx(225.084745762712)
+    # the boxes are in the released PNGs' 1024 px, not the metadata's OriginalImage size (the
+    # DICOM's, 2992 x 2991 for this image): sizes come from the image files, absent here
+    assert nih.image_sizes(NIH_ROOT, ["00013118_008.png"]) == {}
+
+
+def test_bad_box_files_name_the_line(tmp_path):
+    (tmp_path / nih.BOXES_NAME).write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\n"
+                                           "a.png,Mass,1,2,three,4\n")  # fmt: skip
+    with pytest.raises(DataError, match=r"line 2: expected image, finding and four numbers"):
+        nih.read_boxes(tmp_path)
+    (tmp_path / nih.BOXES_NAME).write_text("Image,Label\na.png,Mass\n")
+    with pytest.raises(DataError, match="expected 'Image Index,Finding Label"):
+        nih.read_boxes(tmp_path)
+    assert nih.read_boxes(tmp_path / "elsewhere") == {}
+
+
+def test_phantom_boxes_sit_on_their_lesions_and_change_no_pixel(tmp_path):
+    findings = {name: name in ("Nodule", "Mass") for name in phantom.FINDINGS}
+    boxes: list = []
+    with_boxes = phantom.render(findings, 11, 12, boxes)
+    np.testing.assert_array_equal(with_boxes, phantom.render(findings, 11, 12))
+    assert {b[0] for b in boxes} == {"Nodule", "Mass"}
+    image = with_boxes.astype(np.float32)
+    for name, x, y, w, h in boxes:
+        cy, cx = int(y + h / 2), int(x + w / 2)
+        window = image[cy - 20 : cy + 20, cx - 20 : cx + 20]
+        peak_y, peak_x = np.unravel_index(window.argmax(), window.shape)
+        if name == "Nodule":  # the brightest spot near a nodule's box centre is the nodule
+            assert abs(peak_y - 20) <= 3 and abs(peak_x - 20) <= 3
+        assert window.max() - np.median(window) > 40
+
+
+def test_phantom_folders_get_their_boxes_file_even_when_made_before_it(tmp_path):
+    phantom.generate(tmp_path, 12, seed=1, workers=1)
+    made = nih.read_boxes(tmp_path)
+    images = {p.name: p.read_bytes() for p in (tmp_path / "images").iterdir()}
+    (tmp_path / nih.BOXES_NAME).unlink()  # a folder from before boxes were written
+    phantom.generate(tmp_path, 12, seed=1, workers=1)
+    assert nih.read_boxes(tmp_path) == made
+    first = next(iter(images))
+    assert nih.image_sizes(tmp_path, [first]) == {first: (512, 512)}
+    assert {p.name: p.read_bytes() for p in (tmp_path / "images").iterdir()} == images
+    table = nih.read_metadata(tmp_path)
+    with_lesion = [i for i, row in zip(table.image_ids, table.labels, strict=True)
+                   if row[table.label_names.index("Mass")] == 1]  # fmt: skip
+    assert all(any(b.label == "Mass" for b in made[i]) for i in with_lesion)

@@ -96,3 +96,18 @@ def test_written_files_are_readable_as_a_plain_open_would_make_them(tmp_path):
     plain.write_text("<html></html>")
     mode = stat.S_IMODE(os.stat(tmp_path / "report.html").st_mode)
     assert mode == stat.S_IMODE(os.stat(plain).st_mode)  # not mkstemp's owner-only 0o600
+
+
+def test_example_boxes_are_the_findings_boxes_as_fractions_of_the_image(tmp_path):
+    from jcxr.data import nih, phantom
+    from jcxr.report import _boxes
+
+    phantom.generate(tmp_path, 12, seed=1, workers=1)
+    boxes = nih.read_boxes(tmp_path)
+    with_mass = [i for i, v in boxes.items() if any(b.label == "Mass" for b in v)]
+    got = _boxes(tmp_path, [*with_mass, "absent.png"], "Mass")
+    for image, fractions in zip(with_mass, got, strict=False):
+        want = [(b.x / 512, b.y / 512, b.width / 512, b.height / 512)
+                for b in boxes[image] if b.label == "Mass"]  # fmt: skip
+        assert fractions == pytest.approx(want)
+    assert got[-1] == [] and _boxes(None, ["x.png"], "Mass") == [[]]

@@ -30,6 +30,7 @@ NO_FINDING = "No Finding"
 CSV_NAMES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
 REQUIRED_COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "View Position")
 OFFICIAL_LISTS = {"train_val": "train_val_list.txt", "test": "test_list.txt"}
+BOXES_NAME = "BBox_List_2017.csv"
 
 
 def find_csv(root: Path) -> Path:
@@ -139,3 +140,60 @@ def _image_paths(root: Path, image_ids: np.ndarray) -> np.ndarray:
         for file in folder.iterdir():
             where[file.name] = file.relative_to(root).as_posix()
     return np.array([where.get(name, f"images/{name}") for name in image_ids.tolist()])
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A finding's bounding box in the original image's pixels (NIH: 1024 x 1024)."""
+
+    label: str
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+def read_boxes(root: str | Path) -> dict[str, list[Box]]:
+    """``{image_id: [Box, ...]}`` from ``BBox_List_2017.csv`` (or ``.gz``) under ``root``: the
+    release's 984 boxes of 8 findings, or the phantoms' own; ``{}`` when there is none."""
+    root = Path(root)
+    path = next((c for c in (root / BOXES_NAME, root / f"{BOXES_NAME}.gz") if c.is_file()), None)
+    if path is None:
+        return {}
+    try:
+        header, body = read_csv(path)
+    except ValueError as error:
+        raise DataError(str(error)) from None
+    if header[:2] != ["Image Index", "Finding Label"]:
+        raise DataError(
+            f"{path}: header {header[:3]}; expected 'Image Index,Finding Label,Bbox [x,y,w,h]'"
+        )
+    boxes: dict[str, list[Box]] = {}
+    for line, row in body:
+        try:
+            x, y, w, h = (float(v) for v in row[2:6])
+        except (ValueError, IndexError):
+            raise DataError(
+                f"{path}: line {line}: expected image, finding and four numbers x, y, w, h; "
+                f"found {row[:6]}"
+            ) from None
+        boxes.setdefault(row[0], []).append(Box(row[1], x, y, w, h))
+    return boxes
+
+
+def image_sizes(root: str | Path, image_ids) -> dict[str, tuple[int, int]]:
+    """``{image_id: (width, height)}`` of the image files under ``root`` (header reads only);
+    images that are not there are left out. Boxes are in these pixels: the released PNGs'
+    1024 x 1024, not the metadata's ``OriginalImage[Width, Height]`` (the DICOMs' size, e.g.
+    2992 x 2991)."""
+    from PIL import Image
+
+    root = Path(root)
+    ids = list(image_ids)
+    sizes = {}
+    for image, relative in zip(ids, _image_paths(root, np.array(ids)).tolist(), strict=True):
+        path = root / relative
+        if path.is_file():
+            with Image.open(path) as opened:
+                sizes[image] = opened.size
+    return sizes

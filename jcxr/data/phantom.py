@@ -43,6 +43,7 @@ VERSION = 2  # of the drawing: a change here regenerates cached phantoms and the
 FINDINGS = ("Nodule", "Mass", "Cardiomegaly", "Effusion")
 PREVALENCE = {"Nodule": 0.3, "Mass": 0.15, "Cardiomegaly": 0.25, "Effusion": 0.2}
 CSV_NAME = "Data_Entry_2017_v2020.csv"
+BOXES_NAME = "BBox_List_2017.csv"
 CSV_HEADER = [
     "Image Index",
     "Finding Labels",
@@ -87,8 +88,13 @@ def _patients(num_images: int, seed: int) -> list[dict]:
     return images
 
 
-def render(findings: dict[str, bool], patient_seed: int, image_seed: int) -> np.ndarray:
-    """One ``[512, 512]`` uint8 radiograph (higher = denser, as in a PNG radiograph)."""
+def render(
+    findings: dict[str, bool], patient_seed: int, image_seed: int, boxes: list | None = None
+) -> np.ndarray:
+    """One ``[512, 512]`` uint8 radiograph (higher = denser, as in a PNG radiograph).
+
+    ``boxes``: a list to append ``(finding, x, y, w, h)`` to for every nodule and mass, in
+    pixels, as NIH's BBox_List_2017.csv gives them (drawing them changes no pixel)."""
     prng = np.random.default_rng(patient_seed)  # anatomy and persistent lesions
     irng = np.random.default_rng(image_seed)  # positioning, effusion, noise
     n = NATIVE
@@ -141,13 +147,22 @@ def render(findings: dict[str, bool], patient_seed: int, image_seed: int) -> np.
                 break
         r = diameter_px / 2 / n
         d2 = ((x - px) ** 2 + (y - py) ** 2) / r**2
+        # visible where d2 < 1.2: a square of side 2 r sqrt(1.2) around the shifted centre
+        half = r * np.sqrt(1.2) * n
+        found.append(((px + dx) * n - half, (py + dy) * n - half, 2 * half, 2 * half))
         return contrast * np.clip(1.2 - d2, 0, 1)
 
+    found: list = []
     if findings["Nodule"]:
         for _ in range(int(prng.integers(2, 5))):
             img += lesion(prng.uniform(8, 12), 0.45)
+    if boxes is not None:
+        boxes += [("Nodule", *b) for b in found]
+    found.clear()
     if findings["Mass"]:
         img += lesion(prng.uniform(48, 72), 0.28)
+    if boxes is not None:
+        boxes += [("Mass", *b) for b in found]
     if findings["Effusion"]:
         cx, lung = lungs[int(irng.integers(2))]
         level = lung_top + 2 * lung_h * (1 - irng.uniform(0.15, 0.30))
@@ -169,11 +184,22 @@ def _blob(img: np.ndarray, cy: int, cx: int, sigma: float, amplitude: float) -> 
     img[y0:y1, x0:x1] += amplitude * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
 
 
-def _write_one(args) -> None:
+def _write_one(args) -> list:
+    """Render and write one phantom; returns its boxes ``[(finding, x, y, w, h), ...]``."""
     path, findings, patient_seed, image_seed = args
+    boxes: list = []
     buffer = io.BytesIO()
-    Image.fromarray(render(findings, patient_seed, image_seed)).save(buffer, format="PNG")
+    Image.fromarray(render(findings, patient_seed, image_seed, boxes)).save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
+    return boxes
+
+
+def _boxes_only(args) -> list:
+    """One phantom's boxes, rendered and not written."""
+    _, findings, patient_seed, image_seed = args
+    boxes: list = []
+    render(findings, patient_seed, image_seed, boxes)
+    return boxes
 
 
 def generate(root: str | Path, num_images: int = 2000, *, seed: int = 0, workers: int = 2) -> Path:
@@ -187,20 +213,32 @@ def generate(root: str | Path, num_images: int = 2000, *, seed: int = 0, workers
     root = Path(root)
     csv_path = root / CSV_NAME
     stamp = root / ".phantom.json"
-    if csv_path.is_file() and stamp.is_file() and stamp.read_text() == signature(num_images, seed):
+    complete = (csv_path.is_file() and stamp.is_file()
+                and stamp.read_text() == signature(num_images, seed))  # fmt: skip
+    if complete and (root / BOXES_NAME).is_file():
         return csv_path
     images = _patients(num_images, seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
     jobs = [
         (root / "images" / im["image"], im["findings"], im["patient_seed"], im["image_seed"])
         for im in images
     ]
+    # phantoms made before the boxes file existed get it by rendering again (same pixels)
+    task = _boxes_only if complete else _write_one
+    (root / "images").mkdir(parents=True, exist_ok=True)
     if workers > 1:
         with workers_pool(workers) as pool:
-            list(pool.map(_write_one, jobs, chunksize=16))
+            boxes = list(pool.map(task, jobs, chunksize=16))
     else:
-        for job in jobs:
-            _write_one(job)
+        boxes = [task(job) for job in jobs]
+    # the lesions' boxes in NIH's BBox_List_2017.csv layout, so reports can mark them
+    rows = ["Image Index,Finding Label,Bbox [x,y,w,h],,,"]
+    for im, found in zip(images, boxes, strict=True):
+        rows += [
+            f"{im['image']},{name},{x:.3f},{y:.3f},{w:.3f},{h:.3f}" for name, x, y, w, h in found
+        ]
+    atomic_write_text(root / BOXES_NAME, "\n".join(rows) + "\n")
+    if complete:
+        return csv_path
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADER)

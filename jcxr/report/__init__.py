@@ -38,22 +38,23 @@ def build_report(workdir: str | Path) -> tuple[Path, list[Path]]:
             fig.auc_ratio(results, reference, out / "auc_ratio.png"),
         ]
     shard_dir = _shard_dir(config, workdir)
+    manifest = _manifest(shard_dir)
     for label, comp in results.comparisons.items():
         name = label.replace(" ", "_")
         figures["pvalues"].append(fig.pvalue_heatmap(comp, out / f"pvalues_{name}.png"))
         predictions = _predictions(workdir, results, comp)
         if predictions:
             figures["roc"].append(fig.roc_curves(comp, predictions, out / f"roc_{name}.png"))
-        images = _examples(shard_dir, comp, predictions)
-        if images:
-            examples[label] = images
-            figures["seen"].append(fig.what_it_sees(label, images, out / f"seen_{name}.png"))
+        found = _examples(shard_dir, comp, predictions, _data_root(config, manifest))
+        if found:
+            examples[label] = found["images"]
+            figures["seen"].append(fig.what_it_sees(label, found["images"], found["boxes"],
+                                                    out / f"seen_{name}.png"))  # fmt: skip
     for label in dict.fromkeys(c.cell.label for c in results.cells):
         mine = [c for c in results.cells if c.cell.label == label]
         name = label.replace(" ", "_")
         figures["training"].append(fig.training_curves(label, mine, out / f"training_{name}.png"))
     report = workdir / "report.html"
-    manifest = _manifest(shard_dir)
     atomic_write_text(report, page(results, config, figures, examples, manifest))
     return report, [f for group in figures.values() for f in group]
 
@@ -61,6 +62,12 @@ def build_report(workdir: str | Path) -> tuple[Path, list[Path]]:
 def _shard_dir(config: dict, workdir: Path) -> Path:
     shards = config.get("data", {}).get("shards")
     return Path(shards) if shards else workdir / "shards"
+
+
+def _data_root(config: dict, manifest: dict) -> Path | None:
+    """Where the source's metadata are: ``data.root``, else where the shards were made from."""
+    root = config.get("data", {}).get("root") or manifest.get("inputs", {}).get("root")
+    return Path(root) if root else None
 
 
 def _manifest(shard_dir: Path) -> dict:
@@ -86,10 +93,11 @@ def _predictions(workdir: Path, results: SweepResult, comp) -> dict[int, tuple]:
     return out
 
 
-def _examples(shard_dir: Path, comp, predictions: dict) -> dict[int, np.ndarray]:
-    """The same few positive test records at every resolution: the ones the highest
-    resolution scores most confidently (the finding is there and findable)."""
-    from jcxr.data.shards import read_pixels
+def _examples(shard_dir: Path, comp, predictions: dict, data_root: Path | None) -> dict:
+    """The same few positive test records at every resolution (the ones the highest resolution
+    scores most confidently: the finding is there and findable): ``{"images": {resolution:
+    [n, R, R]}, "boxes": [[(x, y, w, h) as fractions of the image side], ...]}``."""
+    from jcxr.data.shards import read_index, read_pixels
 
     if not predictions:
         return {}
@@ -97,6 +105,29 @@ def _examples(shard_dir: Path, comp, predictions: dict) -> dict[int, np.ndarray]
     positive = np.flatnonzero(labels == 1)
     chosen = records[positive[np.argsort(-scores[positive], kind="stable")[:EXAMPLES]]]
     try:
-        return {r: read_pixels(shard_dir, r, chosen) for r in comp.resolutions}
+        images = {r: read_pixels(shard_dir, r, chosen) for r in comp.resolutions}
+        ids = read_index(shard_dir, comp.resolutions[0]).image_ids[chosen].tolist()
     except Exception:  # shards gone: the report still builds, without this figure
         return {}
+    return {"images": images, "boxes": _boxes(data_root, ids, comp.label)}
+
+
+def _boxes(data_root: Path | None, image_ids: list[str], label: str) -> list[list[tuple]]:
+    """Each image's boxes of ``label`` (NIH's BBox_List_2017.csv, or the phantoms' own) as
+    fractions of the image file's side (square images, as NIH's PNGs and the phantoms are)."""
+    from jcxr.data import nih
+
+    empty = [[] for _ in image_ids]
+    if data_root is None:
+        return empty
+    try:
+        boxes = nih.read_boxes(data_root)
+        sizes = nih.image_sizes(data_root, image_ids) if boxes else {}
+    except Exception:  # no metadata where the config says: no boxes, the figure stays
+        return empty
+    out = []
+    for image in image_ids:
+        side = sizes.get(image, (0, 0))[0]
+        out.append([(b.x / side, b.y / side, b.width / side, b.height / side)
+                    for b in boxes.get(image, []) if b.label == label and side])  # fmt: skip
+    return out

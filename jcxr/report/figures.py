@@ -174,9 +174,12 @@ def training_curves(label: str, cells, path: Path) -> Path:
     return save(fig, path)
 
 
-def what_it_sees(label: str, images: dict[int, np.ndarray], path: Path) -> Path:
+def what_it_sees(label: str, images: dict[int, np.ndarray], boxes: list, path: Path) -> Path:
     """The same test images (rows) at every resolution (columns), each drawn at one display
-    size with nearest-neighbour upscaling, so a pixel of the network's input stays a pixel."""
+    size with nearest-neighbour upscaling, so a pixel of the network's input stays a pixel;
+    ``boxes[i]``: image i's boxes of the finding as fractions of the side, outlined."""
+    from matplotlib.patches import Rectangle
+
     plt = pyplot()
     resolutions = sorted(images)
     rows = len(images[resolutions[0]])
@@ -186,9 +189,16 @@ def what_it_sees(label: str, images: dict[int, np.ndarray], path: Path) -> Path:
         for i in range(rows):
             ax = axes[i][j]
             ax.imshow(images[r][i], cmap="gray", interpolation="nearest", vmin=0, vmax=255)
+            for x, y, w, h in boxes[i]:
+                # one input pixel of margin, so the outline surrounds a 2 px nodule
+                outline = Rectangle((x * r - 1.5, y * r - 1.5), w * r + 2, h * r + 2, fill=False,
+                                    edgecolor=PALETTE[1], linewidth=1.2)  # fmt: skip
+                ax.add_patch(outline)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(f"{r} x {r} px", fontsize=9)
-    fig.suptitle(f"{label}: test images with the finding, as the network sees them", fontsize=10)
+    marked = " (boxes: where the finding is)" if any(boxes) else ""
+    fig.suptitle(f"{label}: test images with the finding, as the network sees them{marked}",
+                 fontsize=10)  # fmt: skip
     return save(fig, path)
