@@ -62,8 +62,9 @@ def run(workdir: Path, kill_after: float | None = None) -> int:
 
 def outcome(workdir: Path) -> dict:
     """What must be identical: every cell's result but its wall time, every prediction, and
-    the comparisons."""
+    the comparisons (not the provenance: when and how long the run took)."""
     results = json.loads((workdir / "results.json").read_text())
+    results.pop("provenance", None)
     for cell in results["cells"]:
         cell.pop("seconds", None)
     predictions = {

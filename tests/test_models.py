@@ -14,6 +14,8 @@ from jcxr.models.__main__ import summarise
 from jcxr.models.port import main as port_main
 from jcxr.models.weights import WeightsMismatchError, model_variables, read_state_dict
 from tests.golden.random_weights import (
+    EVAL_ONLY_ARCHS,
+    EVAL_ONLY_RESOLUTION,
     FIXTURES,
     GOLDEN_ARCHS,
     RESOLUTIONS,
@@ -98,6 +100,20 @@ def test_eval_logits_equal_torchvision_golden(arch):
         logits = np.asarray(forward(model, nhwc(random_input(resolution))))
         assert logits.shape == (2, 1000)
         np.testing.assert_allclose(logits, golden[f"eval_{resolution}"], rtol=0, atol=1e-4)
+
+
+def test_every_torchvision_architecture_has_golden_logits():
+    assert sorted(GOLDEN_ARCHS + EVAL_ONLY_ARCHS) == sorted(ALL_ARCHS)
+
+
+@pytest.mark.parametrize("arch", EVAL_ONLY_ARCHS)
+def test_eval_logits_of_every_other_architecture_equal_torchvision_golden(arch):
+    model = models.from_torchvision(arch, random_state_dict(arch))
+    model.eval()
+    golden = np.load(FIXTURES / f"{arch}.npz")[f"eval_{EVAL_ONLY_RESOLUTION}"]
+    logits = np.asarray(forward(model, nhwc(random_input(EVAL_ONLY_RESOLUTION))))
+    assert np.abs(golden).max() > 1e-2  # a fixture of zeros would compare equal to anything small
+    np.testing.assert_allclose(logits, golden, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("arch", GOLDEN_ARCHS)

@@ -51,7 +51,9 @@ def build_report(workdir: str | Path) -> tuple[Path, list[Path]]:
             figures["seen"].append(fig.what_it_sees(label, found["images"], found["boxes"],
                                                     out / f"seen_{name}.png"))  # fmt: skip
     for label in dict.fromkeys(c.cell.label for c in results.cells):
-        mine = [c for c in results.cells if c.cell.label == label]
+        mine = [c for c in results.cells if c.cell.label == label and c.history]
+        if not mine:  # every cell of the label failed before its first epoch ended
+            continue
         name = label.replace(" ", "_")
         figures["training"].append(fig.training_curves(label, mine, out / f"training_{name}.png"))
     report = workdir / "report.html"

@@ -142,12 +142,11 @@ def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def training_curves(label: str, cells, path: Path) -> Path:
-    """Small multiples, one panel per cell of ``label``: training and validation loss (left
-    axis) and validation AUC (right), the best epoch marked."""
+    """Small multiples, one panel per cell of ``label`` (cells with at least one epoch):
+    training and validation loss (left axis) and validation AUC (right), best epoch marked."""
     plt = pyplot()
-    cells = [c for c in cells if c.history]
-    fig, axes = plt.subplots(1, max(1, len(cells)), figsize=(3.2 * max(1, len(cells)), 3),
-                             squeeze=False, sharey=True)  # fmt: skip
+    fig, axes = plt.subplots(1, len(cells), figsize=(3.2 * len(cells), 3), squeeze=False,
+                             sharey=True)  # fmt: skip
     for ax, cell in zip(axes[0], cells, strict=False):
         epochs = [h["epoch"] for h in cell.history]
         ax.plot(epochs, [h.get("train_loss") for h in cell.history], label="train loss",

@@ -6,9 +6,10 @@ Needs torch and torchvision (not jcxr's dependencies): on the project's CPU mach
     /tmp/tv/bin/python tests/golden/generate.py
 
 writes ``manifests/ARCH.json`` (every torchvision key, shape and dtype, the parameter count and
-the ImageNet weights URL) for every architecture jcxr has, and ``fixtures/ARCH.npz`` for the
-golden architectures: eval-mode logits at each resolution, train-mode logits (stochastic depth
-and dropout off) and every running statistic after that one train-mode forward pass.
+the ImageNet weights URL) for every architecture jcxr has, and ``fixtures/ARCH.npz``: for the
+golden architectures eval-mode logits at each resolution, train-mode logits (stochastic depth
+and dropout off) and every running statistic after that one train-mode forward pass; for every
+other architecture eval-mode logits at 65 px. ``generate.py ARCH ...`` redoes only those.
 """
 
 import json
@@ -21,6 +22,8 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).parent))
 from random_weights import (
+    EVAL_ONLY_ARCHS,
+    EVAL_ONLY_RESOLUTION,
     FIXTURES,
     GOLDEN_ARCHS,
     MANIFESTS,
@@ -74,11 +77,28 @@ def write_fixture(arch: str) -> None:
     print(f"{arch}: fixture written, max |logit| at 224 px = {scale:.3f}")
 
 
+def write_eval_fixture(arch: str) -> None:
+    """Eval-mode logits at EVAL_ONLY_RESOLUTION only (``fixtures/ARCH.npz``)."""
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(arch, weights=None)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in random_state_dict(arch).items()})
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(random_input(EVAL_ONLY_RESOLUTION))).numpy()
+    np.savez_compressed(FIXTURES / f"{arch}.npz", **{f"eval_{EVAL_ONLY_RESOLUTION}": logits})
+    print(f"{arch}: eval fixture written, max |logit| = {np.abs(logits).max():.3f}")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     MANIFESTS.mkdir(exist_ok=True)
     FIXTURES.mkdir(exist_ok=True)
     for arch in ARCHS:
         write_manifest(arch)
+    only = sys.argv[1:]  # optional: just these architectures
     for arch in GOLDEN_ARCHS:
-        write_fixture(arch)
+        if not only or arch in only:
+            write_fixture(arch)
+    for arch in EVAL_ONLY_ARCHS:
+        if not only or arch in only:
+            write_eval_fixture(arch)

@@ -12,6 +12,12 @@ import numpy as np
 MANIFESTS = Path(__file__).parent / "manifests"
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN_ARCHS = ("resnet34", "resnet50", "densenet121", "efficientnet_b0", "efficientnet_b5")
+# every other torchvision architecture jcxr offers: eval logits at EVAL_ONLY_RESOLUTION only, so
+# CI checks each numerically without compiling the largest networks at 224 px and in training
+EVAL_ONLY_ARCHS = ("resnet18", "resnet101", "resnet152", "densenet161", "densenet169",
+                   "densenet201", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+                   "efficientnet_b4", "efficientnet_b6", "efficientnet_b7")  # fmt: skip
+EVAL_ONLY_RESOLUTION = 65  # odd feature maps at every stride: 33, 17, 9, 5, 3
 RESOLUTIONS = (224, 97)  # 97 px gives odd feature maps at every stride: 49, 25, 13, 7, 4
 TRAIN_RESOLUTION = 97
 BATCH = 2
