@@ -259,14 +259,32 @@ def test_device_dataset_serves_the_loaders_batches(phantom_shards):
         np.testing.assert_array_equal(a["pixels"][a["mask"]], np.asarray(b["pixels"])[a["mask"]])
 
 
-def test_device_dataset_training_gives_identical_metrics(phantom_shards, tmp_path):
+def test_device_dataset_training_gives_identical_metrics(phantom_shards, tmp_path, capsys):
     from jcxr.train.sweep import run_sweep
 
-    runs = []
-    for mode in ("off", "on"):
+    runs, said = [], []
+    for mode in ("off", "on", "auto"):
         config = tiny_config(phantom_shards, train__epochs=1, parallel__device_dataset=mode)
         runs.append(run_sweep(config, tmp_path / mode).to_json()["cells"][0])
+        said.append("device dataset:" in capsys.readouterr().out)
+    # "on" really keeps the pixels on the device (an ignored option would say nothing);
+    # "auto" never does on CPU, where device memory is host memory
+    assert said == [False, True, False]
     assert runs[0]["metrics"] == runs[1]["metrics"] and runs[0]["history"] == runs[1]["history"]
+
+
+def test_device_dataset_auto_rule_is_a_fraction_of_accelerator_memory():
+    from types import SimpleNamespace
+
+    from jcxr.data.device import fits
+
+    def device(platform, limit):
+        return SimpleNamespace(platform=platform, memory_stats=lambda: {"bytes_limit": limit})
+
+    gpu = device("gpu", 16 * 2**30)
+    assert fits(4 * 2**30, gpu, 0.25) and not fits(4 * 2**30 + 1, gpu, 0.25)
+    assert not fits(1, device("cpu", 2**40), 0.25)  # nothing to gain on CPU
+    assert not fits(1, SimpleNamespace(platform="gpu", memory_stats=lambda: None), 0.25)
 
 
 # --------------------------------------------------------------------------- multi-process

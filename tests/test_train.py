@@ -632,14 +632,23 @@ def test_lr_suggestion_is_the_steepest_descent():
 
 
 def test_lr_range_test_writes_plot_and_suggestion(phantom_shards, tmp_path):
-    from jcxr.train.lr_find import range_test
+    from jcxr.train.lr_find import range_test, suggest
 
     config = tiny_config(phantom_shards)
     out = range_test(config, tmp_path, steps=12, min_lr=1e-5, max_lr=1e-1)
-    assert 1e-5 <= out["suggested_learning_rate"] <= 1e-1
-    assert 1 <= len(out["rates"]) <= 12 and out["rates"] == sorted(out["rates"])
+    n = len(out["rates"])
+    # the rates are the geometric schedule itself, one per step, from its start
+    np.testing.assert_allclose(out["rates"], np.geomspace(1e-5, 1e-1, 12)[:n], rtol=1e-12)
+    losses = np.array([np.nan if v is None else v for v in out["losses"]])
+    finite = np.isfinite(losses)
+    assert finite[0] and 0.1 < losses[0] < 10  # a real BCE of an untrained network
+    # stopped only at the end, on a non-finite loss, or on a loss 4x the best so far
+    assert n == 12 or not finite[-1] or losses[-1] > 4 * np.nanmin(losses[:-1])
+    # the suggestion is the steepest descent of exactly these losses
+    _, expected = suggest(np.array(out["rates"])[finite], losses[finite])
+    assert out["suggested_learning_rate"] == expected
     assert (tmp_path / "lr_find.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "lr_find.json").read_text())["losses"][0] is not None
+    assert json.loads((tmp_path / "lr_find.json").read_text()) == json.loads(json.dumps(out))
 
 
 # --------------------------------------------------------------------------- official test sets
