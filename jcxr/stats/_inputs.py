@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from jcxr.stats.moments import MIN_CLUSTERS_PER_CLASS, clusters_per_class
 from jcxr.stats.multitest import CORRECTIONS
 
 NAN_POLICIES = ("raise", "omit")
@@ -76,8 +77,8 @@ def validated_inputs(y_true, scores, names, nan_policy, where: str = "", cluster
 
 def check_clusters(positive: np.ndarray, codes: np.ndarray) -> None:
     """Obuchowski's variance needs 2 clusters holding a positive and 2 holding a negative."""
-    with_pos, with_neg = np.unique(codes[positive]).size, np.unique(codes[~positive]).size
-    if with_pos < 2 or with_neg < 2:
+    with_pos, with_neg = clusters_per_class(positive, codes)
+    if min(with_pos, with_neg) < MIN_CLUSTERS_PER_CLASS:
         raise ValueError(
             f"clusters: the clustered variance needs at least 2 clusters holding a positive and "
             f"2 holding a negative; got {with_pos} and {with_neg}"
@@ -167,3 +168,16 @@ def _scores_as_matrix(scores, names, where: str):
     if len(set(names)) != len(names):
         raise ValueError(f"{where}model names must be unique; got {names}")
     return matrix.astype(np.float64), names
+
+
+def model_index(names, key, what: str) -> int:
+    """The index of model ``key`` (a name or an index) among ``names``; ``what`` names the
+    argument in the error."""
+    names = list(names)
+    if isinstance(key, int | np.integer) and not isinstance(key, bool):
+        if not 0 <= key < len(names):
+            raise ValueError(f"{what}: index {key} out of range for {len(names)} models")
+        return int(key)
+    if key not in names:
+        raise ValueError(f"{what}: no model {key!r}; the models are {names}")
+    return names.index(key)

@@ -21,10 +21,10 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import special
 
 from jcxr._io import json_ready
 from jcxr.stats._inputs import check_clusters, check_options, validated_inputs
+from jcxr.stats.delong import z_and_p
 from jcxr.stats.moments import cluster_codes
 from jcxr.stats.multitest import adjust_pairs
 from jcxr.stats.result import ConfidenceInterval, _alpha_of
@@ -59,8 +59,7 @@ class BootstrapResult:
     @property
     def diff_se(self) -> np.ndarray:
         """(K, K) standard deviation of the replicate differences."""
-        d = self.replicates[:, :, None] - self.replicates[:, None, :]
-        return d.std(axis=0, ddof=1)
+        return _replicate_diff_sd(self.replicates)
 
     @property
     def se(self) -> np.ndarray:
@@ -158,7 +157,7 @@ def bootstrap(
     auc = weighted_aucs(positive, score_matrix, np.ones((1, positive.size)))[:, 0]
     degenerate = ~np.all(np.isfinite(replicates), axis=1)
     replicates = replicates[~degenerate]
-    statistic, pvalue = _pairwise_test(auc, replicates)
+    statistic, pvalue, _ = z_and_p(auc[:, None] - auc[None, :], _replicate_diff_sd(replicates))
     p_adjusted = adjust_pairs(pvalue, correction)
     return BootstrapResult(
         names=tuple(names),
@@ -215,11 +214,6 @@ def _replicate_weights(positive, units, n_units, stratified, rng, n_replicates):
     return counts[:, units].astype(np.float64)
 
 
-def _pairwise_test(auc: np.ndarray, replicates: np.ndarray):
-    diff = auc[:, None] - auc[None, :]
-    sd = (replicates[:, :, None] - replicates[:, None, :]).std(axis=0, ddof=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        statistic = np.where(sd > 0, diff / np.where(sd > 0, sd, 1.0), np.sign(diff) * np.inf)
-    statistic = np.where((sd == 0) & (diff == 0), 0.0, statistic)
-    pvalue = np.minimum(2.0 * special.ndtr(-np.abs(statistic)), 1.0)
-    return statistic, pvalue
+def _replicate_diff_sd(replicates: np.ndarray) -> np.ndarray:
+    """(K, K) standard deviation of the replicate differences ``auc[i] - auc[j]``."""
+    return (replicates[:, :, None] - replicates[:, None, :]).std(axis=0, ddof=1)

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import special
 
+from jcxr.stats._distributions import standardise
 from jcxr.stats._inputs import (
     BACKENDS,
     NAN_POLICIES,
@@ -150,7 +151,7 @@ def delong_unpaired(
     zc = z_critical(alpha)
     diff = float(auc[0] - auc[1])
     diff_sd = math.sqrt(variances[0] + variances[1])
-    z, p, log10_p = _z_and_p(np.array(diff), np.array(diff_sd))
+    z, p, log10_p = z_and_p(np.array(diff), np.array(diff_sd))
     return UnpairedDeLongResult(
         names=tuple(names),
         auc=auc,
@@ -178,7 +179,7 @@ def _correlated_result(
     se = np.sqrt(np.diag(cov))
     diff = auc[:, None] - auc[None, :]
     diff_sd = np.sqrt(np.maximum(diff_var, 0.0))
-    z, p, log10_p = _z_and_p(diff, diff_sd)
+    z, p, log10_p = z_and_p(diff, diff_sd)
     p_adjusted = adjust_pairs(p, correction)
     return DeLongResult(
         names=tuple(names),
@@ -201,11 +202,9 @@ def _correlated_result(
     )
 
 
-def _z_and_p(diff: np.ndarray, sd: np.ndarray):
+def z_and_p(diff: np.ndarray, sd: np.ndarray):
     """Two-sided normal test of ``diff / sd`` with the sd = 0 convention (see module doc)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sd > 0, diff / np.where(sd > 0, sd, 1.0), np.sign(diff) * np.inf)
-    z = np.where((sd == 0) & (diff == 0), 0.0, z)
+    z = standardise(diff, sd)
     tail = -np.abs(z)
     p = np.minimum(2.0 * special.ndtr(tail), 1.0)
     log10_p = np.minimum((math.log(2.0) + special.log_ndtr(tail)) / math.log(10.0), 0.0)

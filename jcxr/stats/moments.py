@@ -49,8 +49,8 @@ def delong_moments(positive: np.ndarray, scores: np.ndarray, clusters: np.ndarra
         pos_sums, pos_counts, neg_sums, neg_counts = pos_place, None, neg_place, None
     else:
         n_clusters = int(clusters.max()) + 1
-        pos_sums, pos_counts = _cluster_sums(pos_place, clusters[positive], n_clusters)
-        neg_sums, neg_counts = _cluster_sums(neg_place, clusters[~positive], n_clusters)
+        pos_sums, pos_counts, pos_held = _cluster_sums(pos_place, clusters[positive], n_clusters)
+        neg_sums, neg_counts, neg_held = _cluster_sums(neg_place, clusters[~positive], n_clusters)
     # V10 = placement / n and V01 = placement / m, summed per cluster: S = S10 / m + S01 / n
     # (+ the cross term), with each sum's I / (I - 1) over m (or n) equal to 1 for singletons.
     pos_centred, neg_centred = _centre(pos_sums, pos_counts), _centre(neg_sums, neg_counts)
@@ -62,10 +62,21 @@ def delong_moments(positive: np.ndarray, scores: np.ndarray, clusters: np.ndarra
         f01 * _pairwise_diff_var(neg_sums, s01, neg_counts) / (m * m * n)
     )
     if clusters is not None:
-        cross, cross_diff = _within_cluster_cross(positive, clusters, pos_centred, neg_centred)
+        cross, cross_diff = _within_cluster_cross(
+            pos_centred, neg_centred, pos_held, neg_held, n_clusters
+        )
         cov += (cross + cross.T) / (m * m * n * n)
         diff_var += 2.0 * cross_diff / (m * m * n * n)
     return auc, cov, diff_var
+
+
+MIN_CLUSTERS_PER_CLASS = 2  # the variance divides by (I10 - 1) and (I01 - 1)
+
+
+def clusters_per_class(positive: np.ndarray, ids) -> tuple[int, int]:
+    """How many clusters hold a positive, and how many a negative (``ids``: (N,) any IDs)."""
+    ids = np.asarray(ids)
+    return int(np.unique(ids[positive]).size), int(np.unique(ids[~positive]).size)
 
 
 def cluster_codes(ids) -> tuple[np.ndarray, int]:
@@ -138,13 +149,13 @@ def _tie_groups(tied, is_neg, neg_upto, position):
 
 def _cluster_sums(place: np.ndarray, codes: np.ndarray, n_clusters: int):
     """Per-cluster sums ``(K, C)`` of one class's placements over the C clusters that hold
-    that class (in cluster-code order), and each such cluster's case count ``(C,)``."""
+    that class (in cluster-code order), each such cluster's case count ``(C,)`` and code."""
     k = place.shape[0]
     counts = np.bincount(codes, minlength=n_clusters)
     flat = (codes + n_clusters * np.arange(k)[:, None]).ravel()
     sums = np.bincount(flat, weights=place.ravel(), minlength=k * n_clusters)
     held = np.flatnonzero(counts)
-    return sums.reshape(k, n_clusters)[:, held], counts[held].astype(np.float64)
+    return sums.reshape(k, n_clusters)[:, held], counts[held].astype(np.float64), held
 
 
 def _centre(x: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
@@ -180,22 +191,17 @@ def _pairwise_diff_var(x, scatter, counts=None, rtol: float = 1e-6) -> np.ndarra
     return var
 
 
-def _within_cluster_cross(positive, clusters, pos_centred, neg_centred):
+def _within_cluster_cross(pos_centred, neg_centred, pos_held, neg_held, n_clusters):
     """Obuchowski's cross term over the clusters holding both classes, in counting units:
     ``I / (I - 1) sum_i A_i^r B_i^s`` (K, K), and for every pair the same of the
-    differences, ``I / (I - 1) sum_i (A^r - A^s)_i (B^r - B^s)_i`` (K, K)."""
+    differences, ``I / (I - 1) sum_i (A^r - A^s)_i (B^r - B^s)_i`` (K, K). The columns of
+    ``pos_centred`` (``neg_centred``) are the clusters ``pos_held`` (``neg_held``)."""
     k = pos_centred.shape[0]
-    n_clusters = int(clusters.max()) + 1
-    has_pos = np.zeros(n_clusters, bool)
-    has_neg = np.zeros(n_clusters, bool)
-    has_pos[clusters[positive]] = True
-    has_neg[clusters[~positive]] = True
-    both = has_pos & has_neg
-    if not both.any():
+    both = np.intersect1d(pos_held, neg_held, assume_unique=True)
+    if not both.size:
         return np.zeros((k, k)), np.zeros((k, k))
-    # columns of the class-wise arrays are the clusters holding that class, in code order
-    a = pos_centred[:, both[has_pos]]
-    b = neg_centred[:, both[has_neg]]
+    a = pos_centred[:, np.isin(pos_held, both)]
+    b = neg_centred[:, np.isin(neg_held, both)]
     factor = n_clusters / (n_clusters - 1)
     cross = factor * (a @ b.T)
     i, j = np.triu_indices(k, 1)

@@ -31,9 +31,10 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import special, stats
 
 from jcxr._io import json_ready
+from jcxr.stats._distributions import quantile, upper_tail
+from jcxr.stats._inputs import model_index
 from jcxr.stats.multitest import adjust_pvalues
 
 PROCEDURES = ("fixed_sequence", "holm")
@@ -117,11 +118,11 @@ def noninferiority(
     if not (isinstance(alpha, float | int) and 0 < alpha < 1):
         raise ValueError(f"alpha must be a number in (0, 1); got {alpha!r}")
     names = list(result.names)
-    ref = _index(names, reference, "reference")
+    ref = model_index(names, reference, "reference")
     if candidates is None:
         order = [k for k in range(len(names)) if k != ref]
     else:
-        order = [_index(names, c, "candidates") for c in candidates]
+        order = [model_index(names, c, "candidates") for c in candidates]
         if ref in order:
             raise ValueError(f"candidates include the reference {names[ref]!r}")
     if not order:
@@ -132,8 +133,8 @@ def noninferiority(
     df = np.asarray(getattr(result, "df", np.full((len(names),) * 2, np.inf)))[idx, ref]
     statistic = np.where(sd > 0, (diff + margin) / np.where(sd > 0, sd, 1.0),
                          np.where(diff + margin > 0, np.inf, -np.inf))  # fmt: skip
-    pvalue = _upper_tail(statistic, df)
-    lower = diff - _quantile(1 - alpha, df) * sd
+    pvalue = upper_tail(statistic, df)
+    lower = diff - quantile(1 - alpha, df) * sd
     if procedure == "holm":
         p_adjusted = adjust_pvalues(pvalue, "holm")
         non_inferior = p_adjusted <= alpha
@@ -156,23 +157,3 @@ def noninferiority(
         p_adjusted=p_adjusted,
         non_inferior=non_inferior,
     )
-
-
-def _index(names: list[str], key, what: str) -> int:
-    if isinstance(key, int | np.integer) and not isinstance(key, bool):
-        if not 0 <= key < len(names):
-            raise ValueError(f"{what}: index {key} out of range for {len(names)} models")
-        return int(key)
-    if key not in names:
-        raise ValueError(f"{what}: no model {key!r}; the models are {names}")
-    return names.index(key)
-
-
-def _upper_tail(statistic: np.ndarray, df: np.ndarray) -> np.ndarray:
-    finite = np.where(np.isinf(df), 1.0, df)
-    return np.where(np.isinf(df), special.ndtr(-statistic), stats.t.sf(statistic, finite))
-
-
-def _quantile(q: float, df: np.ndarray) -> np.ndarray:
-    finite = np.where(np.isinf(df), 1.0, df)
-    return np.where(np.isinf(df), special.ndtri(q), stats.t.ppf(q, finite))

@@ -28,8 +28,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 from scipy import optimize, special
+
+from jcxr.stats._inputs import model_index
 
 ALTERNATIVES = ("two-sided", "one-sided")
 
@@ -201,7 +202,7 @@ def detectable_auc(
 
 
 def _from_result(result, pair, delta, kappa):
-    i, j = (_index(result.names, p) for p in pair)
+    i, j = (model_index(result.names, p, "pair") for p in pair)
     if i == j:
         raise ValueError(f"pair names one curve twice: {pair!r}")
     n = result.n_positive
@@ -215,16 +216,6 @@ def _from_result(result, pair, delta, kappa):
         (var_i + var_j - 2 * cov_ij),
         method,
     )
-
-
-def _index(names, key) -> int:
-    if isinstance(key, int | np.integer):
-        if not 0 <= key < len(names):
-            raise ValueError(f"pair index {key} out of range for {len(names)} curves")
-        return int(key)
-    if key not in names:
-        raise ValueError(f"pair names {key!r}; the result's curves are {list(names)}")
-    return list(names).index(key)
 
 
 def _from_binormal(p: Binormal, delta, kappa):

@@ -29,9 +29,9 @@ import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
-from scipy import special, stats
 
 from jcxr._io import json_ready
+from jcxr.stats._distributions import quantile, standardise, upper_tail
 from jcxr.stats.delong import delong
 from jcxr.stats.multitest import adjust_pairs
 from jcxr.stats.result import ConfidenceInterval, _alpha_of
@@ -72,12 +72,12 @@ class SeedComparison:
 
     def confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
         """(R, R) interval of every seed-mean difference (t with ``df``; normal when inf)."""
-        q = _t_quantile(1 - _alpha_of(confidence_level) / 2, self.df)
+        q = quantile(1 - _alpha_of(confidence_level) / 2, self.df)
         return ConfidenceInterval(self.diff - q * self.diff_se, self.diff + q * self.diff_se)
 
     def auc_confidence_interval(self, confidence_level: float = 0.95) -> ConfidenceInterval:
         """(R,) interval of every seed-mean AUC, clipped to [0, 1]."""
-        q = _t_quantile(1 - _alpha_of(confidence_level) / 2, self.auc_df)
+        q = quantile(1 - _alpha_of(confidence_level) / 2, self.auc_df)
         return ConfidenceInterval(
             np.clip(self.auc - q * self.se, 0, 1), np.clip(self.auc + q * self.se, 0, 1)
         )
@@ -243,15 +243,6 @@ def _satterthwaite(total, seed_term, seeds):
     return np.where(seed_term > 0, df, np.inf)
 
 
-def _t_quantile(q: float, df: np.ndarray) -> np.ndarray:
-    df = np.asarray(df, float)
-    return np.where(np.isinf(df), special.ndtri(q), stats.t.ppf(q, np.where(np.isinf(df), 1, df)))
-
-
 def _t_test(diff, se, df):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(se > 0, diff / np.where(se > 0, se, 1.0), np.sign(diff) * np.inf)
-    t = np.where((se == 0) & (diff == 0), 0.0, t)
-    finite_df = np.where(np.isinf(df), 1.0, df)
-    p = np.where(np.isinf(df), 2 * special.ndtr(-np.abs(t)), 2 * stats.t.sf(np.abs(t), finite_df))
-    return t, np.minimum(p, 1.0)
+    t = standardise(diff, se)
+    return t, np.minimum(2 * upper_tail(np.abs(t), df), 1.0)

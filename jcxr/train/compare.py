@@ -20,6 +20,7 @@ from jcxr.data.label_data import LabelData
 from jcxr.data.table import DataError
 from jcxr.results import Cell, Comparison
 from jcxr.stats import compare_seeds, delong, noninferiority, power
+from jcxr.stats.moments import MIN_CLUSTERS_PER_CLASS, clusters_per_class
 
 POWER = 0.8
 
@@ -84,9 +85,8 @@ def cluster_ids(cluster_by: str, data: LabelData, records: np.ndarray, labels: n
         ids, kind = data.patient_ids[records], "patient"
         if cluster_by == "auto" and np.unique(ids).size == ids.size:
             return None, None, ""
-    positive = labels == 1
-    with_pos, with_neg = np.unique(ids[positive]).size, np.unique(ids[~positive]).size
-    if with_pos < 2 or with_neg < 2:
+    with_pos, with_neg = clusters_per_class(labels == 1, ids)
+    if min(with_pos, with_neg) < MIN_CLUSTERS_PER_CLASS:
         note = (f"per case: only {with_pos} {kind}(s) with a positive and {with_neg} with a "
                 f"negative, too few to cluster")  # fmt: skip
         return None, None, note
