@@ -186,6 +186,14 @@ class Comparison:
         return f"per {self.cluster_by}: {self.n_clusters} {self.cluster_by}s, {cases}"
 
     @property
+    def sufficient_resolution(self) -> int | None:
+        """The answer: the smallest resolution non-inferior to the reference, or the reference
+        itself when none below it is (None without a non-inferiority analysis)."""
+        if self.sufficient is None:
+            return None
+        return self.sufficient["smallest"] or self.sufficient["reference"]
+
+    @property
     def best_resolution(self) -> int:
         """The resolution with the highest AUC point estimate (the first of any tie)."""
         return self.resolutions[max(range(len(self.auc)), key=self.auc.__getitem__)]

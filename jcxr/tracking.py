@@ -185,7 +185,7 @@ class Tracker:
                 run.summary[f"{label}/unit"] = comp.unit_text
                 run.summary[f"{label}/best_resolution"] = comp.best_resolution
                 if comp.sufficient:
-                    run.summary[f"{label}/sufficient_resolution"] = comp.sufficient["smallest"]
+                    run.summary[f"{label}/sufficient_resolution"] = comp.sufficient_resolution
                     run.summary[f"{label}/noninferiority_margin"] = comp.sufficient["margin"]
                     run.summary[f"{label}/noninferiority_reference"] = comp.sufficient["reference"]
                 if comp.power_80 and comp.power_80["n_positive"] is not None:

@@ -99,11 +99,19 @@ def test_sufficient_resolution_from_the_reference_downward_and_its_sentence():
             sufficient=answer))  # fmt: skip
 
     assert sentence(found).startswith("Mass: 128 px is sufficient: non-inferior to 256 px")
+
+    def answer_of(sufficient):
+        return Comparison.from_delong(result, label="Mass", arch="r", seed=0, split="test",
+                                      resolutions=[64, 128, 256], sufficient=sufficient
+                                      ).sufficient_resolution  # fmt: skip
+
+    assert answer_of(found) == 128
     assert "within 0.02 AUC" in sentence(found)
     strict = sufficient_resolution(result, [64, 128, 256], SimpleNamespace(
         **{**vars(rules), "noninferiority_margin": 0.0}))  # fmt: skip
     assert strict["smallest"] is None  # 128 px is 0.005 below: not shown >= 256 px's AUC
     assert "256 px (the fixed reference) is the smallest sufficient" in sentence(strict)
+    assert answer_of(strict) == 256 and answer_of(None) is None  # the W&B and figure answer
     best = sufficient_resolution(result, [64, 128, 256], SimpleNamespace(
         **{**vars(rules), "noninferiority_reference": 0}))  # fmt: skip
     assert best["reference"] == [64, 128, 256][int(np.argmax(result.auc))]

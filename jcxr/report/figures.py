@@ -44,9 +44,7 @@ def auc_vs_resolution(results: SweepResult, path: Path) -> Path:
     for label, comp in results.comparisons.items():
         line = ax.errorbar(comp.resolutions, comp.auc, yerr=comp.se, marker="o", capsize=3,
                            label=f"{label} ({comp.split} set)")  # fmt: skip
-        answer = comp.sufficient
-        # the answer: the smallest sufficient resolution, or the reference when none below is
-        smallest = None if answer is None else (answer["smallest"] or answer["reference"])
+        smallest = comp.sufficient_resolution
         if smallest is not None:
             auc = comp.auc[comp.resolutions.index(smallest)]
             text = f"smallest sufficient (within {comp.sufficient['margin']:g} AUC)"
