@@ -364,7 +364,7 @@ def test_phantoms_regenerate_when_the_drawing_changes(tmp_path, monkeypatch):
 
 def test_real_nih_boxes_and_image_sizes():
     boxes = nih.read_boxes(NIH_ROOT)
-    assert sum(len(v) for v in boxes.values()) == 984  # the shared data README's facts
+    assert sum(len(v) for v in boxes.values()) == 984  # the release's 984 boxes of 8 findings
     assert len({b.label for v in boxes.values() for b in v}) == 8
     first = boxes["00013118_008.png"][0]
     assert first.label == "Atelectasis" and first.x == pytest.approx(225.084745762712)

@@ -15,7 +15,7 @@ import numpy as np
 from jcxr._io import atomic_write_text
 from jcxr.report import figures as fig
 from jcxr.report.html import page
-from jcxr.results import SweepResult
+from jcxr.results import Cell, SweepResult
 
 EXAMPLES = 3  # test images per label in "what the network sees"
 
@@ -86,8 +86,8 @@ def _predictions(workdir: Path, results: SweepResult, comp) -> dict[int, tuple]:
     seed = comp.seed if comp.seed is not None else comp.seeds[0]
     out = {}
     for r in comp.resolutions:
-        cell = f"{comp.label.replace(' ', '_')}__{comp.arch}__r{r}__s{seed}"
-        path = workdir / "cells" / cell / f"predictions_{comp.split}.npz"
+        cell = Cell(comp.label, r, comp.arch, seed)
+        path = workdir / "cells" / cell.id / f"predictions_{comp.split}.npz"
         if not path.is_file():
             return {}
         with np.load(path) as p:
