@@ -208,23 +208,44 @@ def test_auto_microbatch_is_the_largest_that_fits_and_is_cached(tmp_path):
         memory.choose_microbatch(steps, budget_bytes=1, **{**kw, "resolution": 33})
 
 
-def test_auto_microbatch_in_a_sweep(phantom_shards, tmp_path):
+def test_auto_microbatch_in_a_sweep_takes_the_largest_that_fits(phantom_shards, tmp_path):
+    """The sweep's own "auto": with a budget between what microbatches of 4 and 8 need, the cell
+    trains with 4 (four microbatches per update). ``accumulate="scan"``: the scanned step's need
+    falls with the microbatch, as on an accelerator; the unrolled CPU step's does not (see
+    docs/benchmarks.md), so "auto" on CPU rarely has a smaller size to choose."""
     out = run_python(
         TINY
         + textwrap.dedent(f"""
-        import json
+        import json, os, types
         from pathlib import Path
+        from jcxr.results import Cell
+        from jcxr.train.build import build_steps
+        from jcxr.train.optim import make_optimizer
         from jcxr.train.sweep import run_sweep
-        config = tiny({str(phantom_shards)!r}, train__epochs=1, train__microbatch_size="auto")
-        print(json.dumps(run_sweep(config, Path({str(tmp_path)!r})).to_json()["cells"]))
+        config = tiny({str(phantom_shards)!r}, train__epochs=1, train__microbatch_size=16,
+                      train__accumulate="scan")
+        steps = build_steps(config, Cell("Mass", 32, "resnet_tiny", 0),
+                            types.SimpleNamespace(positive_weight=1.0),
+                            make_optimizer(config.optim, 10, 1), log=lambda *_: None)
+        need = {{m: steps.memory_bytes(m, 32) for m in (16, 8, 4, 2, 1)}}
+        budget = (need[8] + need[4]) // 2
+        host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        config.parallel.memory_fraction = budget / host
+        config.train.microbatch_size = "auto"
+        cells = run_sweep(config, Path({str(tmp_path)!r})).to_json()["cells"]
+        print(json.dumps({{"need": need, "cells": cells}}))
         """),
         env={"JCXR_CACHE_DIR": str(tmp_path / "cache")},
     )
-    # host memory holds the whole effective batch of this tiny model at 32 px
-    assert out[0]["status"] == "done" and out[0]["microbatch_size"] == 16
+    need = {int(m): b for m, b in out["need"].items()}
+    assert need[16] > need[8] > need[4] > need[2] > need[1]  # scan: monotonic
+    (cell,) = out["cells"]
+    assert cell["status"] == "done" and cell["microbatch_size"] == 4
     cached = json.loads((tmp_path / "cache" / "microbatch.json").read_text())
-    (key,) = cached
-    assert key.startswith("resnet_tiny|linear|float32|remat=False|32px|E16|cpux1")
+    ((key, entry),) = cached.items()
+    assert key.startswith("resnet_tiny|linear|float32|remat=False|scan|32px|E16|cpux1")
+    # probed largest first, stopping at the first that fits; the figures are the sweep's own
+    assert {int(m): b for m, b in entry["probed"].items()} == {m: need[m] for m in (16, 8, 4)}
 
 
 def test_device_dataset_serves_the_loaders_batches(phantom_shards):

@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -422,6 +423,18 @@ def test_a_rerun_with_another_config_stops_naming_the_changes(phantom_shards, tm
     again = run_sweep(config, tmp_path)
     assert [c.to_json() for c in again.cells[:2]] == [c.to_json() for c in first.cells]
     config.sweep.labels = ("Mass",)
+    # a workdir made before a config field existed: the field at its default is no change ...
+    for path in (tmp_path / "cells").glob("Mass__*/fingerprint.json"):
+        recorded = json.loads(path.read_text())
+        del recorded["config.train.accumulate"]
+        path.write_text(json.dumps(recorded))
+    assert [c.to_json() for c in run_sweep(config, tmp_path).cells] == [
+        c.to_json() for c in first.cells
+    ]
+    config.train.accumulate = "scan"  # ... any other value is (the rerun recorded the field)
+    with pytest.raises(StaleWorkdir, match=re.escape("config.train.accumulate: 'auto' -> 'scan'")):
+        run_sweep(config, tmp_path)
+    config.train.accumulate = "auto"
     config.train.epochs, config.optim.learning_rate = 2, 0.1
     with pytest.raises(StaleWorkdir) as stale:
         run_sweep(config, tmp_path)

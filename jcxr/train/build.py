@@ -59,13 +59,15 @@ def build_steps(
         positive_weight=positive,
         negative_weight=negative,
         tta_views=config.eval.tta_views,
+        accumulate=t.accumulate,
         mesh=mesh,
     )
     if auto:
         steps.set_microbatch_size(
             memory.choose_microbatch(
                 steps,
-                key=f"{cell.arch}|{m.head}|{m.dtype}|remat={m.remat}",
+                key=f"{cell.arch}|{m.head}|{m.dtype}|remat={m.remat}|"
+                f"{'unroll' if steps.unroll else 'scan'}",
                 resolution=cell.resolution,
                 budget_bytes=memory.device_budget(
                     steps.mesh.devices.flat[0], config.parallel.memory_fraction

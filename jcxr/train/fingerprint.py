@@ -24,6 +24,7 @@ from jcxr._io import atomic_write_text
 from jcxr.data import shards as shard_store
 from jcxr.data.table import DataError
 from jcxr.results import Cell
+from jcxr.train.config import defaults as config_defaults
 
 FILE = "fingerprint.json"
 FREE_SECTIONS = ("logging", "parallel", "sweep")
@@ -70,6 +71,15 @@ def fingerprint(config, cell: Cell, manifest: dict) -> dict:
     return {"cell": cell.id, **kept}
 
 
+def _added_at_default(name: str, recorded: dict, now: dict) -> bool:
+    """A config field newer than the recorded fingerprint, set to its default: the cell was made
+    by what the default does (a new field's default keeps what jcxr did before it existed)."""
+    if name in recorded or not name.startswith("config."):
+        return False
+    default = _flat(json.loads(config_defaults().to_json())).get(name.removeprefix("config."))
+    return now.get(name) == default
+
+
 def check_workdir(
     config,
     cells: list[Cell],
@@ -84,6 +94,7 @@ def check_workdir(
 
     With ``fresh`` such cells' folders are removed (with a log line) and they train again.
     Cells whose folder has no fingerprint (made before jcxr recorded one) get the current one.
+    A config field newer than a recorded fingerprint is no change while it holds its default.
     ``write=False`` (every process but the first) checks without writing.
     """
     manifest = shard_store.read_manifest(shards)
@@ -100,7 +111,7 @@ def check_workdir(
             changed = {
                 k: (recorded.get(k), now.get(k))
                 for k in sorted(set(recorded) | set(now))
-                if recorded.get(k) != now.get(k)
+                if recorded.get(k) != now.get(k) and not _added_at_default(k, recorded, now)
             }
             if changed:
                 stale[cell] = changed
