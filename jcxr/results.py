@@ -22,16 +22,26 @@ Metrics = dict[str, float | None]
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One network of a sweep: (label, resolution, architecture, training seed)."""
+    """One network of a sweep: (label, resolution, architecture, training seed), and with k-fold
+    cross-validation (``config.data.folds``) its fold. A cell without a fold in a k-fold sweep
+    is the folds pooled: their out-of-fold predictions, no network of its own."""
 
     label: str
     resolution: int
     arch: str
     seed: int
+    fold: int | None = None
 
     @property
     def id(self) -> str:
-        return f"{self.label.replace(' ', '_')}__{self.arch}__r{self.resolution}__s{self.seed}"
+        fold = "" if self.fold is None else f"__f{self.fold}"
+        return (
+            f"{self.label.replace(' ', '_')}__{self.arch}__r{self.resolution}__s{self.seed}{fold}"
+        )
+
+    def pooled(self) -> Cell:
+        """The cell of every fold pooled (this cell without its fold)."""
+        return dataclasses.replace(self, fold=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +50,9 @@ class CellResult:
 
     ``metrics`` are the validation metrics at the best epoch (chosen by validation AUC);
     ``splits`` every evaluated split's metrics at that epoch; ``history`` one entry per epoch
-    (validation metrics, ``train_loss`` and ``epoch``).
+    (validation metrics, ``train_loss`` and ``epoch``). The folds of a k-fold cell pooled
+    (``folds`` = K): ``metrics`` are those of the out-of-fold predictions (``splits["oof"]``),
+    ``splits["test"]`` the test set scored by the folds' mean probability.
     """
 
     cell: Cell
@@ -56,6 +68,7 @@ class CellResult:
     metrics: Metrics = dataclasses.field(default_factory=dict)
     splits: dict[str, Metrics] = dataclasses.field(default_factory=dict)
     history: tuple[Metrics, ...] = ()
+    folds: int | None = None  # K: this result pools K folds' out-of-fold predictions
 
     @property
     def done(self) -> bool:
@@ -63,7 +76,7 @@ class CellResult:
 
     def to_json(self) -> dict:
         """The cell's fields flat, then the rest; fields without a value are left out."""
-        out = dataclasses.asdict(self.cell)
+        out = {k: v for k, v in dataclasses.asdict(self.cell).items() if v is not None}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.name != "cell" and value not in (None, (), {}):
@@ -72,7 +85,7 @@ class CellResult:
 
     @classmethod
     def from_json(cls, data: dict) -> CellResult:
-        cell = Cell(data["label"], data["resolution"], data["arch"], data["seed"])
+        cell = Cell(data["label"], data["resolution"], data["arch"], data["seed"], data.get("fold"))
         kept = {f.name for f in dataclasses.fields(cls)} - {"cell"}
         values = {k: v for k, v in data.items() if k in kept}
         values["devices"] = tuple(values.get("devices", ()))
@@ -89,6 +102,9 @@ class Pair:
     difference: float  # AUC(high) - AUC(low)
     p: float
     p_adjusted: float
+
+
+SPLIT_TEXT = {"test": "test set", "val": "validation set", "oof": "out-of-fold (k-fold)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +128,9 @@ class Comparison:
     label: str
     arch: str
     seed: int | None
-    split: str  # the split compared: "test", or "val" where there is no test set
+    # the split compared: "test", "val" where there is no test set, or "oof": k-fold's pooled
+    # out-of-fold predictions
+    split: str
     resolutions: tuple[int, ...]
     auc: tuple[float, ...]
     se: tuple[float, ...]
@@ -168,7 +186,8 @@ class Comparison:
         tail = (
             f"s{self.seed}" if self.seed is not None else "seeds" + "-".join(map(str, self.seeds))
         )
-        return f"{self.label.replace(' ', '_')}__{self.arch}__{tail}"
+        split = "__oof" if self.split == "oof" else ""  # k-fold: the out-of-fold comparison
+        return f"{self.label.replace(' ', '_')}__{self.arch}__{tail}{split}"
 
     @property
     def seed_text(self) -> str:
@@ -176,6 +195,12 @@ class Comparison:
         if self.seed is not None:
             return f"seed {self.seed}"
         return f"{len(self.seeds)} seeds ({', '.join(map(str, self.seeds))})"
+
+    @property
+    def split_text(self) -> str:
+        """The compared predictions in words: "test set", "validation set", or "out-of-fold
+        (k-fold)" for k-fold's pooled validation predictions."""
+        return SPLIT_TEXT.get(self.split, f"{self.split} set")
 
     @property
     def unit_text(self) -> str:
@@ -304,6 +329,7 @@ CSV_FIELDS = (
     "resolution",
     "arch",
     "seed",
+    "fold",
     "status",
     "best_epoch",
     "auc",
@@ -320,12 +346,15 @@ CSV_FIELDS = (
 
 
 def cells_csv(cells) -> str:
-    """The CSV view: one row per cell, validation metrics at the best epoch and the test AUC."""
+    """The CSV view: one row per cell, validation metrics at the best epoch and the test AUC;
+    with k-fold cross-validation a row per fold and one per pooled cell (fold "pooled":
+    out-of-fold metrics and the fold ensemble's test AUC)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for c in cells:
         row = {**dataclasses.asdict(c.cell), "status": c.status, "best_epoch": c.best_epoch,
+               "fold": "pooled" if c.folds else c.cell.fold,
                **c.metrics, "test_auc": c.splits.get("test", {}).get("auc")}  # fmt: skip
         writer.writerow(row)
     return buffer.getvalue()

@@ -13,7 +13,7 @@ def console_summary(result: SweepResult) -> str:
     lines = []
     for label, comp in result.comparisons.items():
         lines.append(
-            f"\n{label} ({comp.arch}, {comp.seed_text}, {comp.split} set: "
+            f"\n{label} ({comp.arch}, {comp.seed_text}, {comp.split_text}: "
             f"{comp.n_positive} positive / {comp.n_negative} negative)"
         )
         lines.append(f"  {comp.method}, {comp.unit_text}")

@@ -93,7 +93,7 @@ class Tracker:
     def start_cell(self, cell, extra: dict) -> None:
         def start():
             fields = {"label": cell.label, "resolution": cell.resolution, "arch": cell.arch,
-                      "seed": cell.seed}  # fmt: skip
+                      "seed": cell.seed, "fold": cell.fold}  # fmt: skip
             config = {**self.config.to_dict(), "cell": {**fields, **extra}}
             with self.lock:
                 return self._init(
@@ -169,12 +169,15 @@ class Tracker:
                 name=f"{self.config.name}-summary",
                 config=self.config.to_dict(),
             )
-            columns = ["label", "resolution", "arch", "seed", "status", "auc", "auc_se"]
+            columns = ["label", "resolution", "arch", "seed", "fold", "status", "auc", "auc_se",
+                       "test_auc"]  # fmt: skip
             table = wandb.Table(columns=columns)
             for c in results.cells:
                 k = c.cell
-                table.add_data(k.label, k.resolution, k.arch, k.seed, c.status,
-                               c.metrics.get("auc"), c.metrics.get("auc_se"))  # fmt: skip
+                fold = "pooled" if c.folds else ("" if k.fold is None else str(k.fold))
+                table.add_data(k.label, k.resolution, k.arch, k.seed, fold, c.status,
+                               c.metrics.get("auc"), c.metrics.get("auc_se"),
+                               c.splits.get("test", {}).get("auc"))  # fmt: skip
             compared = wandb.Table(columns=["label", "arch", "seeds", "method", "unit",
                                             "n_clusters", "resolution", "auc", "sd"])  # fmt: skip
             for label, comp in results.comparisons.items():

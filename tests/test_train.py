@@ -148,7 +148,8 @@ def load_config(name, arg=None):
 
 
 @pytest.mark.parametrize("name,arg", [("demo", None), ("sweep", None), ("sabottke2020", "A"),
-                                      ("sabottke2020", "C"), ("chizari2021", None),
+                                      ("sabottke2020", "C"), ("sabottke2020", "H"),
+                                      ("chizari2021", None),
                                       ("cardenas2020", None)])  # fmt: skip
 def test_study_configs_parse_and_take_a_first_step(name, arg):
     config = load_config(name, arg)

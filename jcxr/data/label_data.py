@@ -32,11 +32,30 @@ class LabelData:
     # comparison may count as its independent units
     patient_ids: np.ndarray | None = None
     study_ids: np.ndarray | None = None
+    # k-fold cross-validation: the records of each fold (patient-grouped, together every
+    # record of ``splits["train"]`` and ``splits["val"]``); () for a hold-out split
+    folds: tuple[np.ndarray, ...] = ()
+    subsampled: bool = False  # the loss weight is the subsample's, not the training split's
 
     def describe(self) -> str:
-        """One line: split sizes and the positive weight."""
+        """One line: split sizes and the positive weight (and the folds' sizes)."""
         sizes = " / ".join(f"{len(rows)} {name}" for name, rows in self.splits.items())
+        if self.folds:
+            sizes += f" ({len(self.folds)} folds of {', '.join(str(len(f)) for f in self.folds)})"
         return f"{self.label}: {sizes} images, positive weight {self.positive_weight:.3f}"
+
+    def fold(self, k: int) -> LabelData:
+        """Fold ``k``'s task: validate on fold k, train on the other folds, the same test set;
+        the loss weight is that training part's (or the subsample's)."""
+        if not 0 <= k < len(self.folds):
+            raise ValueError(f"fold {k} of a task with {len(self.folds)} folds")
+        train = np.sort(np.concatenate([f for j, f in enumerate(self.folds) if j != k]))
+        parts = {"train": train, "val": self.folds[k]}
+        if "test" in self.splits:
+            parts["test"] = self.splits["test"]
+        _check_both_classes(self.label, self.labels, parts, f" of fold {k}")
+        weight = self.positive_weight if self.subsampled else _weight(self.labels[train])
+        return dataclasses.replace(self, splits=parts, positive_weight=weight, folds=())
 
 
 def label_data(
@@ -50,6 +69,7 @@ def label_data(
     split_seed: int = 0,
     split_by: str = "patient",
     study_level: bool = False,
+    folds: int = 0,
 ) -> LabelData:
     """Patient-grouped splits of ``label`` over the records of ``shards``.
 
@@ -60,6 +80,9 @@ def label_data(
     positive-enriched subsample (every positive, negatives up to that size), whose loss weight
     is negatives / positives of the subsample; otherwise of the training split.
     ``study_level``: score a study by the max over its views (needs study IDs: CheXpert).
+    ``folds`` = K >= 2: k-fold cross-validation; train and validation together are cut into
+    K patient-grouped folds (:func:`splits.kfold`, same seed), the test set as above
+    (:meth:`LabelData.fold` gives each fold's task).
     """
     if test_split not in TEST_SPLITS:
         raise DataError(f"test_split = {test_split!r}; expected one of {list(TEST_SPLITS)}")
@@ -95,22 +118,21 @@ def label_data(
     parts = {name: rows[idx] for name, idx in parts.items()}
     if test is not None:
         parts["test"] = test
-    for name, idx in parts.items():
-        positives = int(np.sum(column[idx] == 1))
-        if positives == 0 or positives == len(idx):
-            raise DataError(
-                f"label {label!r}: the {name} split has {positives} positives of "
-                f"{len(idx)} images; both classes are needed"
-            )
+    _check_both_classes(label, column, parts)
+    fold_rows = ()
+    if folds:
+        pool = np.sort(np.concatenate([parts["train"], parts["val"]]))
+        cut = splits.kfold(table.subset(pool), folds, seed=split_seed, split_by=split_by)
+        fold_rows = tuple(pool[idx] for idx in cut)
+    subsampled = weight is not None
     if weight is None:
-        train = column[parts["train"]]
-        weight = float(np.sum(train == 0) / np.sum(train == 1))
+        weight = _weight(column[parts["train"]])
     if study_level and table.study_ids is None:
         raise DataError(
             f"study_level = True, but the {table.source} shards in {shards} have no study IDs "
             "(only CheXpert has studies)"
         )
-    return LabelData(
+    data = LabelData(
         label=label,
         labels=column.astype(np.float32),
         splits=parts,
@@ -118,4 +140,24 @@ def label_data(
         studies=table.study_ids if study_level else None,
         patient_ids=table.patient_ids,
         study_ids=table.study_ids,
+        folds=fold_rows,
+        subsampled=subsampled,
     )
+    for k in range(len(fold_rows)):  # every fold's task has both classes, before anything trains
+        data.fold(k)
+    return data
+
+
+def _weight(train_labels: np.ndarray) -> float:
+    """negatives / positives of a training split: the positive term's weight in the loss."""
+    return float(np.sum(train_labels == 0) / np.sum(train_labels == 1))
+
+
+def _check_both_classes(label: str, column: np.ndarray, parts: dict, where: str = "") -> None:
+    for name, idx in parts.items():
+        positives = int(np.sum(column[idx] == 1))
+        if positives == 0 or positives == len(idx):
+            raise DataError(
+                f"label {label!r}: the {name} split{where} has {positives} positives of "
+                f"{len(idx)} images; both classes are needed"
+            )

@@ -43,7 +43,7 @@ def auc_vs_resolution(results: SweepResult, path: Path) -> Path:
     marked = False
     for label, comp in results.comparisons.items():
         line = ax.errorbar(comp.resolutions, comp.auc, yerr=comp.se, marker="o", capsize=3,
-                           label=f"{label} ({comp.split} set)")  # fmt: skip
+                           label=f"{label} ({comp.split_text})")  # fmt: skip
         smallest = comp.sufficient_resolution
         if smallest is not None:
             auc = comp.auc[comp.resolutions.index(smallest)]
@@ -122,7 +122,7 @@ def roc_curves(comp: Comparison, predictions: dict[int, tuple], path: Path) -> P
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, linestyle="--")
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
-    ax.set_title(f"{comp.label}: ROC, {comp.split} set ({comp.arch}, {comp.seed_text})",
+    ax.set_title(f"{comp.label}: ROC, {comp.split_text} ({comp.arch}, {comp.seed_text})",
                  fontsize=10)  # fmt: skip
     ax.legend(loc="lower right", fontsize=8, title="95% CI", title_fontsize=8)
     ax.set_aspect("equal")
@@ -157,8 +157,9 @@ def training_curves(label: str, cells, path: Path) -> Path:
         if cell.best_epoch is not None:
             ax.axvline(cell.best_epoch, color="black", lw=0.8, linestyle=":")
         k = cell.cell
-        ax.set_title(f"{k.resolution}px, {k.arch}, seed {k.seed}\nbest epoch {cell.best_epoch}",
-                     fontsize=9)  # fmt: skip
+        fold = "" if k.fold is None else f", fold {k.fold}"
+        ax.set_title(f"{k.resolution}px, {k.arch}, seed {k.seed}{fold}\n"
+                     f"best epoch {cell.best_epoch}", fontsize=9)  # fmt: skip
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
     axes[0][0].set_ylabel("loss (log)")

@@ -90,7 +90,7 @@ def _seen(paths: list[Path], examples: dict[str, dict[int, np.ndarray]]) -> str:
 def _comparisons(results: SweepResult, heatmaps: list[Path]) -> str:
     parts = []
     for label, comp in results.comparisons.items():
-        split = f"{comp.split} AUC" if comp.split != "val" else "validation AUC"
+        split = f"{comp.split_text.removesuffix(' set')} AUC"
         rows = "".join(
             f"<tr><td>{r}px</td><td>{a:.3f}</td><td>{s:.3f}</td><td>{lo:.3f}-{hi:.3f}</td></tr>"
             for r, a, s, (lo, hi) in zip(comp.resolutions, comp.auc, comp.se, comp.ci, strict=True)
@@ -124,20 +124,26 @@ def _cells(results: SweepResult) -> str:
     for c in results.cells:
         m, k = c.metrics, c.cell
         seconds = "" if c.seconds is None else f"{c.seconds:.0f}"
+        fold = "pooled" if c.folds else ("" if k.fold is None else k.fold)
         rows.append(
             f"<tr><td>{esc(k.label)}</td><td>{k.resolution}</td><td>{esc(k.arch)}</td>"
-            f"<td>{k.seed}</td><td>{esc(c.status)}</td><td>{c.best_epoch or ''}</td>"
+            f"<td>{k.seed}</td><td>{fold}</td><td>{esc(c.status)}</td><td>{c.best_epoch or ''}</td>"
             f"<td>{fmt(m.get('auc'))}</td><td>{fmt(m.get('auc_se'))}</td>"
             f"<td>{fmt(c.splits.get('test', {}).get('auc'))}</td>"
             f"<td>{fmt(m.get('sensitivity'))}</td><td>{fmt(m.get('specificity'))}</td>"
             f"<td>{c.microbatch_size or ''}</td><td>{seconds}</td></tr>"
         )
-    head = ("<tr><th>label</th><th>resolution</th><th>arch</th><th>seed</th><th>status</th>"
+    head = ("<tr><th>label</th><th>resolution</th><th>arch</th><th>seed</th><th>fold</th>"
+            "<th>status</th>"
             "<th>best epoch</th><th>validation AUC (best epoch)</th><th>validation SE</th>"
             "<th>test AUC</th><th>validation sensitivity</th><th>validation specificity</th>"
             "<th>microbatch</th><th>seconds</th></tr>")  # fmt: skip
     note = ("<p>Per cell, per image. The best epoch is chosen by validation AUC; the test AUC is "
-            "that epoch's, and the comparisons above use the test set.</p>")  # fmt: skip
+            "that epoch's.</p>")  # fmt: skip
+    if any(c.folds for c in results.cells):
+        note += ("<p>k-fold cross-validation: each fold validates on its own fold. A pooled row "
+                 "gives the AUC of every fold's out-of-fold predictions together (validation "
+                 "columns) and the test AUC of the folds' mean probability.</p>")  # fmt: skip
     return _section("cells", "Cells", note + f"<table>{head}{''.join(rows)}</table>")
 
 

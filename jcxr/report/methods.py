@@ -62,6 +62,13 @@ def _data(d: dict, results: SweepResult) -> str:
              f"the rest")  # fmt: skip
     parts = [f"Source {d.get('source')}; splits grouped by {d.get('split_by', 'patient')} "
              f"({split}), split seed {d.get('split_seed', 0)}."]  # fmt: skip
+    if d.get("folds"):
+        parts.append(
+            f"{d['folds']}-fold cross-validation: train and validation images together cut "
+            f"into {d['folds']} folds grouped by {d.get('split_by', 'patient')}, the same at "
+            "every resolution; each fold's network trains on the others and selects its best "
+            "epoch on its own fold; the test set is in no fold."
+        )
     if d.get("subsample_size"):
         parts.append(f"Positive-enriched subsample of {d['subsample_size']} images.")
     for label, cohort in results.cohorts.items():
@@ -100,12 +107,17 @@ def _statistics(e: dict, results: SweepResult) -> str:
     methods = sorted({c.method for c in comps})
     units = "; ".join(f"{c.label}: {c.unit_text}" for c in comps)
     correction = comps[0].correction if comps else "holm"
-    split = comps[0].split if comps else e.get("compare_on")
+    split = comps[0].split_text if comps else f"{e.get('compare_on')} set"
+    folds = ""
+    if comps and comps[0].split == "oof":
+        folds = (" (the folds' pooled validation predictions, each image scored by the fold "
+                 "model that did not train on it; the test set, scored by the folds' mean "
+                 "probability, is compared separately)")  # fmt: skip
     fixed = e.get("noninferiority_reference")
     reference = f"{fixed} px" if fixed else "the best AUC"
     procedure = e.get("noninferiority_procedure", "fixed_sequence").replace("_", " ")
     return (
-        f"Resolutions compared on the {split} set with {' / '.join(methods) or 'DeLong'}, every "
+        f"Resolutions compared on the {split}{folds} with {' / '.join(methods) or 'DeLong'}, every "
         f"pair, {correction}-adjusted; unit of analysis: {units or 'image'} (config "
         f"eval.cluster_by = {e.get('cluster_by', 'auto')}). Smallest sufficient resolution: "
         f"non-inferiority within {e.get('noninferiority_margin', 0.01)} AUC to {reference}, "

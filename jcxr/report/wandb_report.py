@@ -67,7 +67,7 @@ def build(results: SweepResult, figures: list[Path], *, project: str, entity: st
         blocks += [
             wr.H2(label),
             wr.P(
-                f"{comp.arch}, {comp.seed_text}, {comp.split} set "
+                f"{comp.arch}, {comp.seed_text}, {comp.split_text} "
                 f"({comp.n_positive} positive / {comp.n_negative} negative). {comp.method}, "
                 f"{comp.unit_text}. Best resolution: {comp.best_resolution}px."
                 + (f" {power_sentence(comp)}" if comp.power_80 else "")

@@ -25,9 +25,13 @@ from jcxr.stats.moments import MIN_CLUSTERS_PER_CLASS, clusters_per_class
 POWER = 0.8
 
 
-def compare_resolutions(config, workdir: Path, cells: list[Cell], data: LabelData) -> Comparison:
-    """DeLong over the resolutions of one (label, arch, seed), on the same images."""
-    split, records, labels, scores = _predictions(config, workdir, cells)
+def compare_resolutions(
+    config, workdir: Path, cells: list[Cell], data: LabelData, split: str | None = None
+) -> Comparison:
+    """DeLong over the resolutions of one (label, arch, seed), on the same images: ``split``,
+    by default ``config.eval.compare_on`` (validation where there is no test set), or with
+    k-fold cross-validation the pooled out-of-fold predictions ("oof")."""
+    split, records, labels, scores = _predictions(config, workdir, cells, data, split)
     clusters, cluster_by, note = cluster_ids(config.eval.cluster_by, data, records, labels)
     names = [f"{c.resolution}px" for c in cells]
     result = delong(labels, np.stack(scores), clusters=clusters, names=names)
@@ -50,7 +54,7 @@ def compare_across_seeds(
     resolutions = sorted({c.resolution for c in cells}, key=[c.resolution for c in cells].index)
     by_key = {(c.resolution, c.seed): c for c in cells}
     ordered = [by_key[r, s] for r in resolutions for s in seeds]
-    split, records, labels, scores = _predictions(config, workdir, ordered)
+    split, records, labels, scores = _predictions(config, workdir, ordered, data)
     clusters, cluster_by, note = cluster_ids(config.eval.cluster_by, data, records, labels)
     cube = np.stack(scores).reshape(len(resolutions), len(seeds), -1)
     result = compare_seeds(labels, cube, clusters=clusters,
@@ -147,11 +151,12 @@ def sufficient_resolution(result, resolutions: list[int], eval_config) -> dict |
     return out
 
 
-def _predictions(config, workdir: Path, cells: list[Cell]):
+def _predictions(config, workdir: Path, cells: list[Cell], data: LabelData, split=None):
     """The compared split, the shared records (sorted) and labels, and each cell's scores."""
-    split = config.eval.compare_on
-    if not (workdir / "cells" / cells[0].id / f"predictions_{split}.npz").is_file():
-        split = "val"
+    if split is None:
+        split = "oof" if data.folds else config.eval.compare_on
+        if not (workdir / "cells" / cells[0].id / f"predictions_{split}.npz").is_file():
+            split = "val"
     preds = [np.load(workdir / "cells" / c.id / f"predictions_{split}.npz") for c in cells]
     order = np.argsort(preds[0]["record"])
     records = preds[0]["record"][order]

@@ -42,6 +42,12 @@ def defaults() -> ml_collections.ConfigDict:
     # Sabottke & Spieler 2020: all positives + negatives up to this; 0 = all images
     c.data.subsample_size = 0
     c.data.split_seed = 0
+    # k-fold cross-validation (Soffer et al. 2019's second design), for rare findings: K >= 2
+    # trains every cell K times, fold k validating on fold k of the non-test images (patient-
+    # grouped, the same folds at every resolution); resolutions are compared on the pooled
+    # out-of-fold predictions, and the untouched test set is scored by every fold's model and by
+    # their mean. 0: one hold-out split (train_fraction : val_fraction)
+    c.data.folds = 0
 
     c.sweep = ml_collections.ConfigDict()
     c.sweep.labels = ("Nodule",)
@@ -181,6 +187,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"config.train.microbatch_size = {m} must divide "
             f"effective_batch_size = {t.effective_batch_size}"
+        )
+    k = config.data.folds
+    if isinstance(k, bool) or not isinstance(k, int) or k == 1 or k < 0:
+        raise ValueError(
+            f"config.data.folds = {k!r}; expected 0 (one hold-out split) or a number of folds >= 2"
         )
     fractions = config.data.train_fraction + config.data.val_fraction
     if not (0 < config.data.train_fraction < 1 and 0 < config.data.val_fraction and fractions <= 1):

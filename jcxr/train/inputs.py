@@ -46,4 +46,5 @@ def label_data_for(config, shards: Path, label: str) -> LabelData:
         split_seed=d.split_seed,
         split_by=d.split_by,
         study_level=config.eval.study_level,
+        folds=d.folds,
     )

@@ -19,9 +19,14 @@ from jcxr.data.label_data import LabelData
 
 
 def cohort(data: LabelData) -> dict:
-    """Per split: images, positives and patients of ``data``, and the loss's positive weight."""
+    """Per split (with k-fold: per fold, and the test set): images, positives and patients of
+    ``data``, and the loss's positive weight (of all folds together)."""
     splits = {}
-    for name, rows in data.splits.items():
+    parts = data.splits
+    if data.folds:
+        parts = {f"fold {k}": rows for k, rows in enumerate(data.folds)}
+        parts.update({"test": data.splits["test"]} if "test" in data.splits else {})
+    for name, rows in parts.items():
         entry = {"images": len(rows), "positives": int(np.sum(data.labels[rows] == 1))}
         if data.patient_ids is not None:
             entry["patients"] = int(np.unique(data.patient_ids[rows]).size)

@@ -2,7 +2,10 @@
 
 Outputs in the workdir: ``results.json`` / ``results.csv`` (every cell), ``comparisons/`` (the
 DeLong result per label, arch and seed, and across seeds where there are several:
-:mod:`jcxr.train.compare`), ``figures/``, ``report.html`` and W&B runs.
+:mod:`jcxr.train.compare`), ``splits/`` (every label's records per split, or per fold),
+``figures/``, ``report.html`` and W&B runs. With k-fold cross-validation every cell trains
+once per fold and the comparisons use the folds' pooled out-of-fold predictions
+(:mod:`jcxr.train.folds`).
 Finished cells (``cells/ID/result.json``) are never rerun. Cells are placed on the devices by
 :func:`run_cells`: small ones side by side, one per device; large ones data-parallel.
 """
@@ -25,6 +28,7 @@ from jcxr.train.cell import train_cell
 from jcxr.train.compare import compare_across_seeds, compare_resolutions
 from jcxr.train.config import validate
 from jcxr.train.fingerprint import check_workdir
+from jcxr.train.folds import fold_cells, pool, save_splits
 from jcxr.train.inputs import label_data_for, shards_for
 from jcxr.train.provenance import cohort, provenance
 
@@ -50,6 +54,7 @@ def run_sweep(
     # every label's splits before the first step: an unknown label or a split without both
     # classes stops the sweep before any cell trains
     label_data = {label: label_data_for(config, shard_dir, label) for label in config.sweep.labels}
+    # the compared cells; with k-fold each pools its folds (which are what trains)
     todo = {
         label: [
             Cell(label, resolution, arch, seed)
@@ -59,20 +64,32 @@ def run_sweep(
         ]
         for label in config.sweep.labels
     }
-    check_workdir(config, [c for cs in todo.values() for c in cs], shard_dir, workdir,
-                  fresh=fresh, write=primary, log=tracker.info)  # fmt: skip
+    folds = config.data.folds
+    trained = {label: [f for c in cs for f in fold_cells(c, folds)] for label, cs in todo.items()}
+    everything = [c for label in todo for c in dict.fromkeys(todo[label] + trained[label])]
+    check_workdir(config, everything, shard_dir, workdir, fresh=fresh, write=primary,
+                  log=tracker.info)  # fmt: skip
     cells, comparisons, detail = [], {}, []
     for label, data in label_data.items():
         tracker.info(data.describe())
-        results = run_cells(config, todo[label], data, shard_dir, workdir, tracker)
+        if primary:
+            save_splits(workdir, data)
+        results = run_cells(config, trained[label], data, shard_dir, workdir, tracker)
         for arch in config.sweep.archs:
             per_seed = []
             for seed in config.sweep.seeds:
                 mine = [c for c in todo[label] if c.arch == arch and c.seed == seed]
-                cells += [results[c] for c in mine]
+                for c in mine:
+                    if folds:
+                        each = [results[f] for f in fold_cells(c, folds)]
+                        cells += each
+                        results[c] = pool(workdir, c, each, data, write=primary)
+                    cells.append(results[c])
                 done = [c for c in mine if results[c].done]
                 if done and primary:  # predictions are on process 0's disk
                     per_seed.append(compare_resolutions(config, workdir, done, data))
+                    if folds and "test" in data.splits:  # the fold ensembles on the test set
+                        detail.append(compare_resolutions(config, workdir, done, data, "test"))
             detail += per_seed
             summary = per_seed[0] if per_seed else None
             if len(config.sweep.seeds) > 1 and per_seed:
@@ -136,8 +153,9 @@ def run_cells(
     results = {}
 
     def train(cell: Cell, mesh) -> CellResult:
-        tracker.start_cell(cell, {"positive_weight": data.positive_weight, "devices": mesh.size})
-        result = train_cell(config, cell, data, shard_dir, workdir, tracker, mesh=mesh)
+        task = data if cell.fold is None else data.fold(cell.fold)
+        tracker.start_cell(cell, {"positive_weight": task.positive_weight, "devices": mesh.size})
+        result = train_cell(config, cell, task, shard_dir, workdir, tracker, mesh=mesh)
         if not result.done:
             tracker.info(f"{cell.id}: FAILED ({result.reason}); the sweep continues")
         tracker.finish_cell(cell, result)
