@@ -74,6 +74,13 @@ class CellResult:
     def done(self) -> bool:
         return self.status == "done"
 
+    @property
+    def fold_text(self) -> str:
+        """The fold column of the tables: "pooled", the fold, or "" for a hold-out cell."""
+        if self.folds:
+            return "pooled"
+        return "" if self.cell.fold is None else str(self.cell.fold)
+
     def to_json(self) -> dict:
         """The cell's fields flat, then the rest; fields without a value are left out."""
         out = {k: v for k, v in dataclasses.asdict(self.cell).items() if v is not None}
@@ -354,7 +361,7 @@ def cells_csv(cells) -> str:
     writer.writeheader()
     for c in cells:
         row = {**dataclasses.asdict(c.cell), "status": c.status, "best_epoch": c.best_epoch,
-               "fold": "pooled" if c.folds else c.cell.fold,
+               "fold": c.fold_text,
                **c.metrics, "test_auc": c.splits.get("test", {}).get("auc")}  # fmt: skip
         writer.writerow(row)
     return buffer.getvalue()

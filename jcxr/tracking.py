@@ -174,8 +174,7 @@ class Tracker:
             table = wandb.Table(columns=columns)
             for c in results.cells:
                 k = c.cell
-                fold = "pooled" if c.folds else ("" if k.fold is None else str(k.fold))
-                table.add_data(k.label, k.resolution, k.arch, k.seed, fold, c.status,
+                table.add_data(k.label, k.resolution, k.arch, k.seed, c.fold_text, c.status,
                                c.metrics.get("auc"), c.metrics.get("auc_se"),
                                c.splits.get("test", {}).get("auc"))  # fmt: skip
             compared = wandb.Table(columns=["label", "arch", "seeds", "method", "unit",

@@ -124,10 +124,10 @@ def _cells(results: SweepResult) -> str:
     for c in results.cells:
         m, k = c.metrics, c.cell
         seconds = "" if c.seconds is None else f"{c.seconds:.0f}"
-        fold = "pooled" if c.folds else ("" if k.fold is None else k.fold)
         rows.append(
             f"<tr><td>{esc(k.label)}</td><td>{k.resolution}</td><td>{esc(k.arch)}</td>"
-            f"<td>{k.seed}</td><td>{fold}</td><td>{esc(c.status)}</td><td>{c.best_epoch or ''}</td>"
+            f"<td>{k.seed}</td><td>{c.fold_text}</td><td>{esc(c.status)}</td>"
+            f"<td>{c.best_epoch or ''}</td>"
             f"<td>{fmt(m.get('auc'))}</td><td>{fmt(m.get('auc_se'))}</td>"
             f"<td>{fmt(c.splits.get('test', {}).get('auc'))}</td>"
             f"<td>{fmt(m.get('sensitivity'))}</td><td>{fmt(m.get('specificity'))}</td>"

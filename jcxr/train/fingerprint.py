@@ -14,6 +14,7 @@ the logging and checkpoint cadence (exact resume) and evaluation settings of the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -76,8 +77,13 @@ def _added_at_default(name: str, recorded: dict, now: dict) -> bool:
     by what the default does (a new field's default keeps what jcxr did before it existed)."""
     if name in recorded or not name.startswith("config."):
         return False
-    default = _flat(json.loads(config_defaults().to_json())).get(name.removeprefix("config."))
-    return now.get(name) == default
+    return now.get(name) == _default_values().get(name.removeprefix("config."))
+
+
+@functools.cache
+def _default_values() -> dict:
+    """Every config field's default, flat (``"train.epochs"``): built once, not per cell."""
+    return _flat(json.loads(config_defaults().to_json()))
 
 
 def check_workdir(

@@ -16,6 +16,7 @@ models differ in calibration, the pooled AUC is a little below the folds' mean (
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -34,9 +35,7 @@ EPS = 1e-7  # probabilities clipped for the pooled loss (stored predictions hold
 
 def fold_cells(cell: Cell, folds: int) -> list[Cell]:
     """``cell``'s K fold cells, or ``[cell]`` for a hold-out sweep (``folds`` = 0)."""
-    return [Cell(cell.label, cell.resolution, cell.arch, cell.seed, k) for k in range(folds)] or [
-        cell
-    ]
+    return [dataclasses.replace(cell, fold=k) for k in range(folds)] or [cell]
 
 
 def save_splits(workdir: Path, data: LabelData) -> None:
