@@ -21,6 +21,7 @@ from jcxr.train.sweep import run_sweep
 
 from .helpers import tiny_config
 from .test_data_sources import NIH_ROOT
+from .test_parallel import TINY, run_python
 from .test_train import load_config, run_cli
 
 ID = "Mass__resnet_tiny__r{}__s0"
@@ -193,3 +194,51 @@ def test_a_kill_between_folds_resumes_the_next_fold_and_ends_as_an_uninterrupted
     strip = lambda cells: [{k: v for k, v in c.items() if k != "seconds"} for c in cells]  # noqa: E731
     assert strip(a["cells"]) == strip(b["cells"]) and len(a["cells"]) == 4
     assert a["comparisons"] == b["comparisons"]
+
+
+def test_fold_cells_spread_over_devices_and_show_their_fold_in_wandb(phantom_shards, tmp_path):
+    """Per-device placement trains each fold as a cell of its own, on one device, with the
+    same numbers as on a single device; every fold is its own W&B run and the summary table
+    lists the folds beside the pooled cells."""
+    out = run_python(
+        TINY
+        + textwrap.dedent(f"""
+        import json
+        from pathlib import Path
+        from jcxr.train.sweep import run_sweep
+        shards, work = {str(phantom_shards)!r}, Path({str(tmp_path)!r})
+        runs = {{}}
+        for name, changes in [("one_device", dict(parallel__devices=1)),
+                              ("per_device", dict(parallel__placement="per_device",
+                                                  logging__wandb="offline"))]:
+            config = tiny(shards, train__epochs=1, data__folds=3, **changes)
+            config.sweep.resolutions = (32, 48)
+            result = run_sweep(config, work / name).to_json()
+            runs[name] = {{"cells": result["cells"], "comparisons": result["comparisons"]}}
+        print(json.dumps(runs))
+        """),
+        devices=4,
+        env={"WANDB_MODE": "offline"},
+    )
+    one, spread = out["one_device"], out["per_device"]
+    folds = [c for c in spread["cells"] if "fold" in c]
+    assert [(c["resolution"], c["fold"]) for c in folds] == [(r, k) for r in (32, 48)
+                                                              for k in range(3)]  # fmt: skip
+    assert all(len(c["devices"]) == 1 for c in folds)
+    assert len({c["devices"][0] for c in folds}) > 1  # the six folds shared the four devices
+    assert all(c["devices"] == ["cpu:0"] for c in one["cells"] if "fold" in c)
+    # the same program on the same numbers: each fold, the pooled cells and the comparison
+    assert [c["metrics"] for c in spread["cells"]] == [c["metrics"] for c in one["cells"]]
+    assert spread["comparisons"] == one["comparisons"]
+
+    wandb_dir = tmp_path / "per_device" / "wandb"
+    logs = [run.read_bytes() for run in wandb_dir.glob("offline-run-*/run-*.wandb")]
+    assert len(logs) == 6 + 1  # a run per fold cell, and the sweep's summary
+    for r, k in [(r, k) for r in (32, 48) for k in range(3)]:
+        # each fold's run carries its cell, fold included, in its config
+        cell = b'"resolution":%d,"arch":"resnet_tiny","seed":0,"fold":%d,' % (r, k)
+        assert [cell in log for log in logs].count(True) == 1
+    (table,) = wandb_dir.glob("offline-run-*/files/media/table/cells_*")
+    table = json.loads(table.read_text())
+    fold_column = table["columns"].index("fold")
+    assert [row[fold_column] for row in table["data"]] == ["0", "1", "2", "pooled"] * 2
