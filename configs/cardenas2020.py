@@ -28,6 +28,7 @@ def get_config():
     c.train.epochs = 30
     c.train.effective_batch_size = 16
     c.train.microbatch_size = 16
+    c.model.batchnorm_group = 16  # BatchNorm over the study's batch, whatever the microbatch
     c.train.loss = "class_weights"
     c.train.class_weights = (0.25, 0.75)
     return c

@@ -55,6 +55,7 @@ def get_config():
     c.train.epochs = 6
     c.train.effective_batch_size = 40
     c.train.microbatch_size = 40
+    c.model.batchnorm_group = 40  # BatchNorm over the thesis's batch, whatever the microbatch
     c.train.loss = "bce"
     c.train.augment = False
     c.eval.tta_views = 0

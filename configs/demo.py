@@ -34,6 +34,7 @@ def get_config():
     c.train.epochs = 7
     c.train.effective_batch_size = 32
     c.train.microbatch_size = 32
+    c.model.batchnorm_group = 8  # four BatchNorm groups per microbatch, at every resolution
     c.train.max_rotation = 0.0  # flips only: see above
     c.train.max_scale = 0.0
     c.train.max_translate = 0.0

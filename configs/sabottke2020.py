@@ -62,6 +62,7 @@ def get_config(model_type: str = "A"):
     c.train.epochs = epochs
     c.train.effective_batch_size = 8
     c.train.microbatch_size = 8
+    c.model.batchnorm_group = 8  # BatchNorm over the study's batch, whatever the microbatch
     c.train.loss = "weighted_bce"
     c.eval.tta_views = 4
     c.eval.compare_on = "val"

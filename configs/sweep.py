@@ -23,5 +23,7 @@ def get_config():
     c = _sabottke.get_config("A")
     c.name = "sweep"
     c.train.effective_batch_size = 32
-    c.train.microbatch_size = 8  # 4 accumulated microbatches; raise it where memory allows
+    # 4 accumulated microbatches; raise it where memory allows (or "auto"): BatchNorm keeps
+    # normalising groups of Sabottke & Spieler 2020's 8 images (model.batchnorm_group)
+    c.train.microbatch_size = 8
     return c

@@ -53,6 +53,9 @@ def test_data_parallel_step_equals_the_single_device_step():
     SGD, not Adam: Adam divides by sqrt(v), so for weights whose gradient is ~0 the rounding
     of a cross-device sum (1e-9) can flip the update's sign and become a learning-rate-sized
     difference.
+
+    The same with ghost BatchNorm (groups of 2 images, two per device: a group must never take
+    statistics across devices) and for precise statistics recomputed on both meshes.
     """
     out = run_python(
         """
@@ -62,11 +65,11 @@ def test_data_parallel_step_equals_the_single_device_step():
         from jcxr.train import parallel
         from jcxr.train.step import Steps
 
-        def steps(mesh):
+        def steps(mesh, group):
             model = models.create("resnet_tiny", num_outputs=1, rngs=nnx.Rngs(3))
             return Steps(model, optax.sgd(0.05), effective_batch_size=32, microbatch_size=16,
                          augmentation=None, seed=0, dtype=jnp.float32, positive_weight=2.0,
-                         mesh=mesh)
+                         batchnorm_group=group, mesh=mesh)
 
         def host(leaf):
             if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
@@ -74,37 +77,51 @@ def test_data_parallel_step_equals_the_single_device_step():
             return np.asarray(leaf, np.float64)
         diff = lambda x, y: max(float(np.max(np.abs(host(u) - host(v)), initial=0))
                                 for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
-        one = steps(parallel.make_mesh(jax.devices()[:1]))
-        four = steps(parallel.make_mesh(jax.devices()))
-        rng = np.random.default_rng(0)
-        losses, params, batchnorm, moved = [], [], [], []
-        for step in range(3):
-            before = jax.tree.map(host, one.params)
-            # the same starting state on both (copies: the step donates its inputs)
-            four.load_state(parallel.replicate(jax.tree.map(jnp.copy, one.state), four.mesh))
-            pixels = rng.integers(0, 256, (32, 40, 40), dtype=np.uint8)
-            labels = (rng.random(32) < 0.3).astype(np.float32)
-            a, b = one.step(pixels, labels, step), four.step(pixels, labels, step)
-            losses.append([float(a["loss"]), float(b["loss"])])
-            params.append(diff(one.params, four.params))
-            batchnorm.append(diff(one.others, four.others))
-            moved.append(diff(one.params, before))
-        pixels = rng.integers(0, 256, (64, 40, 40), dtype=np.uint8)
-        print(json.dumps({
-            "devices": len(jax.devices()),
-            "param_devices": len(jax.tree.leaves(four.params)[0].devices()),
-            "losses": losses, "params": params, "batchnorm": batchnorm, "moved": moved,
-            "predictions": float(np.max(np.abs(one.predict(pixels)[0] - four.predict(pixels)[0]))),
-        }))
+        def compare(group):
+          one = steps(parallel.make_mesh(jax.devices()[:1]), group)
+          four = steps(parallel.make_mesh(jax.devices()), group)
+          rng = np.random.default_rng(0)
+          losses, params, batchnorm, moved = [], [], [], []
+          for step in range(3):
+              before = jax.tree.map(host, one.params)
+              # the same starting state on both (copies: the step donates its inputs)
+              four.load_state(parallel.replicate(jax.tree.map(jnp.copy, one.state), four.mesh))
+              pixels = rng.integers(0, 256, (32, 40, 40), dtype=np.uint8)
+              labels = (rng.random(32) < 0.3).astype(np.float32)
+              a, b = one.step(pixels, labels, step), four.step(pixels, labels, step)
+              losses.append([float(a["loss"]), float(b["loss"])])
+              params.append(diff(one.params, four.params))
+              batchnorm.append(diff(one.others, four.others))
+              moved.append(diff(one.params, before))
+          pixels = rng.integers(0, 256, (64, 40, 40), dtype=np.uint8)
+          predictions = np.max(np.abs(one.predict(pixels)[0] - four.predict(pixels)[0]))
+          four.load_state(parallel.replicate(jax.tree.map(jnp.copy, one.state), four.mesh))
+          precise = [rng.integers(0, 256, (16, 40, 40), dtype=np.uint8) for _ in range(2)]
+          running = jax.tree.map(host, one.others)
+          one.recompute_batchnorm(precise), four.recompute_batchnorm(precise)
+          return {
+              "devices": len(jax.devices()),
+              "param_devices": len(jax.tree.leaves(four.params)[0].devices()),
+              "losses": losses, "params": params, "batchnorm": batchnorm, "moved": moved,
+              "predictions": float(predictions), "precise": diff(one.others, four.others),
+              "recomputed": diff(one.others, running),
+          }
+        try:  # groups of 8 in a microbatch of 16 over 4 devices would straddle them
+            steps(parallel.make_mesh(jax.devices()), 8)
+        except ValueError as error:
+            refused = str(error)
+        print(json.dumps({"plain": compare(None), "ghost": compare(2), "refused": refused}))
         """,
         devices=4,
     )
-    assert out["devices"] == 4 and out["param_devices"] == 4
-    for single, parallel in out["losses"]:
-        assert parallel == pytest.approx(single, abs=1e-5)
-    assert max(out["params"]) < 1e-5 and max(out["batchnorm"]) < 1e-5
-    assert out["predictions"] < 1e-5
-    assert min(out["moved"]) > 1e-3  # every step really updates the parameters
+    assert "4 images per device, not whole BatchNorm groups of 8" in out.pop("refused")
+    for run in out.values():
+        assert run["devices"] == 4 and run["param_devices"] == 4
+        for single, parallel in run["losses"]:
+            assert parallel == pytest.approx(single, abs=1e-5)
+        assert max(run["params"]) < 1e-5 and max(run["batchnorm"]) < 1e-5
+        assert run["predictions"] < 1e-5 and run["precise"] < 1e-5 < 1e-3 < run["recomputed"]
+        assert min(run["moved"]) > 1e-3  # every step really updates the parameters
 
 
 def test_data_parallel_and_per_device_sweeps_reach_the_same_metrics(phantom_shards, tmp_path):
@@ -232,6 +249,7 @@ def test_auto_microbatch_in_a_sweep_takes_the_largest_that_fits(phantom_shards, 
         host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         config.parallel.memory_fraction = budget / host
         config.train.microbatch_size = "auto"
+        config.model.batchnorm_group = 4  # BatchNorm's batch whatever the microbatch
         cells = run_sweep(config, Path({str(tmp_path)!r})).to_json()["cells"]
         print(json.dumps({{"need": need, "cells": cells}}))
         """),
@@ -243,7 +261,7 @@ def test_auto_microbatch_in_a_sweep_takes_the_largest_that_fits(phantom_shards, 
     assert cell["status"] == "done" and cell["microbatch_size"] == 4
     cached = json.loads((tmp_path / "cache" / "microbatch.json").read_text())
     ((key, entry),) = cached.items()
-    assert key.startswith("resnet_tiny|linear|float32|remat=False|scan|32px|E16|cpux1")
+    assert key.startswith("resnet_tiny|linear|float32|remat=False|scan|32px|E16|G4|cpux1")
     # probed largest first, stopping at the first that fits; the figures are the sweep's own
     assert {int(m): b for m, b in entry["probed"].items()} == {m: need[m] for m in (16, 8, 4)}
 

@@ -436,6 +436,20 @@ def test_a_rerun_with_another_config_stops_naming_the_changes(phantom_shards, tm
     with pytest.raises(StaleWorkdir, match=re.escape("config.train.accumulate: 'auto' -> 'scan'")):
         run_sweep(config, tmp_path)
     config.train.accumulate = "auto"
+    # a field whose default changed what jcxr does is compared with what it did before: cells
+    # made before precise BatchNorm statistics existed used the running averages (0)
+    for path in (tmp_path / "cells").glob("Mass__*/fingerprint.json"):
+        recorded = json.loads(path.read_text())
+        del recorded["config.train.precise_bn_images"]
+        path.write_text(json.dumps(recorded))
+    with pytest.raises(StaleWorkdir, match=re.escape("config.train.precise_bn_images: 0 -> 1024")):
+        run_sweep(config, tmp_path)
+    config.train.precise_bn_images = 0
+    run_sweep(config, tmp_path)  # accepted, and recorded
+    config.train.precise_bn_images = 1024
+    with pytest.raises(StaleWorkdir, match=re.escape("config.train.precise_bn_images: 0 -> 1024")):
+        run_sweep(config, tmp_path)
+    config.train.precise_bn_images = 0
     config.train.epochs, config.optim.learning_rate = 2, 0.1
     with pytest.raises(StaleWorkdir) as stale:
         run_sweep(config, tmp_path)

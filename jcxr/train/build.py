@@ -51,7 +51,9 @@ def build_steps(
         effective_batch_size=t.effective_batch_size,
         # "auto" starts from the largest candidate; probing compiles the others, never runs them
         microbatch_size=(
-            memory.candidates(t.effective_batch_size, mesh.size)[0] if auto else t.microbatch_size
+            memory.candidates(t.effective_batch_size, mesh.size, m.batchnorm_group)[0]
+            if auto
+            else t.microbatch_size
         ),
         augmentation=augmentation,
         seed=cell.seed,
@@ -59,6 +61,7 @@ def build_steps(
         positive_weight=positive,
         negative_weight=negative,
         tta_views=config.eval.tta_views,
+        batchnorm_group=m.batchnorm_group,
         accumulate=t.accumulate,
         mesh=mesh,
     )

@@ -1,5 +1,8 @@
 """Train and evaluate one sweep cell: (label, resolution, architecture, seed).
 
+Before every evaluation BatchNorm's running statistics are recomputed with the current weights
+on a fixed set of training images (precise BatchNorm, ``config.train.precise_bn_images``).
+
 Everything a cell needs to continue lives in its orbax checkpoints (``latest`` and ``best``):
 parameters, BatchNorm statistics, RNG state, optimiser state, and a ``meta`` holding the data
 loader's position, the plateau tracker and the metric history. Killing the process at any
@@ -61,6 +64,7 @@ def train_cell(
     epochs = config.train.epochs
     tx = make_optimizer(config.optim, train_loader.batches_per_epoch, epochs)
     steps = build_steps(config, cell, data, tx, mesh, tracker.info)
+    precise = _precise_bn_loader(config, cell, data, shards, steps)
     latest = Checkpoints(cell_dir, "latest", log=tracker.info)
     best = Checkpoints(cell_dir, "best", keep=2, log=tracker.info)
     plateau = Plateau(config.optim.plateau_patience, config.optim.plateau_factor)
@@ -84,6 +88,8 @@ def train_cell(
     try:
         while (epoch := train_loader.state["epoch"]) < epochs:
             _train_epoch(config, cell, steps, train_loader, meta, latest, tracker)
+            if precise is not None:
+                steps.recompute_batchnorm(batch["pixels"] for batch in precise)
             metrics, _ = evaluate(steps, eval_loaders["val"], data.studies)
             _end_epoch(config, cell, epoch, steps, metrics, meta, plateau, best, tracker)
             meta.update(loader=train_loader.get_state(), plateau=plateau.state())
@@ -183,6 +189,29 @@ def _loaders(config, cell: Cell, data: LabelData, shards: Path, mesh, tracker):
         if name != "train"
     }
     return _on_device(config, mesh, train, evals, tracker)
+
+
+def _precise_bn_loader(config, cell: Cell, data: LabelData, shards: Path, steps: Steps):
+    """The training images precise BatchNorm statistics are computed on before every
+    evaluation (None: off): ``config.train.precise_bn_images`` of them, whole microbatches,
+    drawn once by the cell's seed, unaugmented. So the statistics depend only on the weights
+    and are the same after a resume."""
+    train = data.splits["train"]
+    size = steps.microbatch_size
+    count = min(config.train.precise_bn_images, len(train)) // size * size
+    if count == 0:
+        return None
+    processes = jax.process_count()
+    return Loader(
+        shards=shards,
+        resolution=cell.resolution,
+        records=np.random.default_rng(cell.seed).choice(train, count, replace=False),
+        labels=data.labels,
+        batch_size=size // processes,
+        train=False,
+        process_index=jax.process_index(),
+        process_count=processes,
+    )
 
 
 def _on_device(config, mesh, train_loader, eval_loaders, tracker):

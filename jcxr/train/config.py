@@ -64,6 +64,11 @@ def defaults() -> ml_collections.ConfigDict:
     c.model.pretrained = ""  # torchvision weights: file or `python -m jcxr.models.port` dir
     c.model.dtype = "float32"
     c.model.remat = False
+    # BatchNorm's batch in training, in images: each microbatch is normalised in consecutive
+    # groups of this many ("ghost" BatchNorm), so BatchNorm sees the same batch at every
+    # resolution however memory cuts the effective batch. 0: the whole microbatch (then a fixed
+    # microbatch_size is required: "auto" picks smaller ones at higher resolutions).
+    c.model.batchnorm_group = 0
 
     c.optim = ml_collections.ConfigDict()
     c.optim.recipe = "adam"
@@ -97,6 +102,11 @@ def defaults() -> ml_collections.ConfigDict:
     c.train.flip = True
     c.train.max_brightness = 0.1
     c.train.max_contrast = 0.1
+    # Precise BatchNorm statistics (Wu & Johnson 2021): before every evaluation the running
+    # mean and variance are recomputed with the current weights over this many training images
+    # (a fixed, seeded subset, no augmentation), instead of the running averages of training.
+    # Cost: one forward pass over them per epoch. 0: keep the running averages (torchvision's).
+    c.train.precise_bn_images = 1024
     c.train.log_every = 20  # steps between host syncs for logging
     c.train.checkpoint_every = 50  # steps between "latest" checkpoints (and every epoch end)
 
@@ -187,6 +197,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"config.train.microbatch_size = {m} must divide "
             f"effective_batch_size = {t.effective_batch_size}"
+        )
+    group = config.model.batchnorm_group
+    if isinstance(group, bool) or not isinstance(group, int) or group < 0:
+        raise ValueError(
+            f"config.model.batchnorm_group = {group!r}; expected 0 (the microbatch) or a number "
+            "of images >= 1"
+        )
+    if group == 0 and m == "auto":
+        raise ValueError(
+            "config.train.microbatch_size = 'auto' with config.model.batchnorm_group = 0: the "
+            "automatic microbatch shrinks as resolution grows, and BatchNorm would normalise "
+            "over fewer images there; set batchnorm_group (images) to keep it the same"
+        )
+    for field, size in (("effective_batch_size", t.effective_batch_size), ("microbatch_size", m)):
+        if group and size != "auto" and size % group:
+            raise ValueError(
+                f"config.train.{field} = {size} is not a whole number of BatchNorm groups "
+                f"(config.model.batchnorm_group = {group})"
+            )
+    precise = t.precise_bn_images
+    if isinstance(precise, bool) or not isinstance(precise, int) or precise < 0:
+        raise ValueError(
+            f"config.train.precise_bn_images = {precise!r}; expected 0 (off) or a number of images"
         )
     k = config.data.folds
     if isinstance(k, bool) or not isinstance(k, int) or k == 1 or k < 0:

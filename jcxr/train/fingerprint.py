@@ -72,12 +72,19 @@ def fingerprint(config, cell: Cell, manifest: dict) -> dict:
     return {"cell": cell.id, **kept}
 
 
-def _added_at_default(name: str, recorded: dict, now: dict) -> bool:
-    """A config field newer than the recorded fingerprint, set to its default: the cell was made
-    by what the default does (a new field's default keeps what jcxr did before it existed)."""
+# Config fields whose default changed what jcxr does: the value that does what jcxr did
+# before the field existed. Every other field's default keeps the old behaviour.
+BEFORE_IT_EXISTED = {"config.train.precise_bn_images": 0}
+
+
+def _recorded(name: str, recorded: dict):
+    """``name``'s value in a recorded fingerprint; for a config field newer than the
+    fingerprint, the value that does what jcxr did before the field existed."""
     if name in recorded or not name.startswith("config."):
-        return False
-    return now.get(name) == _default_values().get(name.removeprefix("config."))
+        return recorded.get(name)
+    if name in BEFORE_IT_EXISTED:
+        return BEFORE_IT_EXISTED[name]
+    return _default_values().get(name.removeprefix("config."))
 
 
 @functools.cache
@@ -100,7 +107,8 @@ def check_workdir(
 
     With ``fresh`` such cells' folders are removed (with a log line) and they train again.
     Cells whose folder has no fingerprint (made before jcxr recorded one) get the current one.
-    A config field newer than a recorded fingerprint is no change while it holds its default.
+    A config field newer than a recorded fingerprint is no change while it does what jcxr did
+    before the field existed: its default, or its value in :data:`BEFORE_IT_EXISTED`.
     ``write=False`` (every process but the first) checks without writing.
     """
     manifest = shard_store.read_manifest(shards)
@@ -115,9 +123,9 @@ def check_workdir(
             except json.JSONDecodeError:
                 recorded = {}  # cut short by a kill while it was written: unknowable, so stale
             changed = {
-                k: (recorded.get(k), now.get(k))
+                k: (_recorded(k, recorded), now.get(k))
                 for k in sorted(set(recorded) | set(now))
-                if recorded.get(k) != now.get(k) and not _added_at_default(k, recorded, now)
+                if _recorded(k, recorded) != now.get(k)
             }
             if changed:
                 stale[cell] = changed

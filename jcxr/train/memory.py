@@ -33,17 +33,19 @@ def device_budget(device, fraction: float) -> int:
     return int(total * fraction / max(1, len(jax.local_devices())))
 
 
-def candidates(effective_batch_size: int, devices: int) -> list[int]:
-    """Microbatch sizes that divide the effective batch and shard evenly, largest first."""
+def candidates(effective_batch_size: int, devices: int, group: int = 1) -> list[int]:
+    """Microbatch sizes that divide the effective batch and shard evenly over ``devices`` in
+    whole BatchNorm groups of ``group`` images per device, largest first."""
+    group = group or 1
     sizes = [
         m
         for m in range(effective_batch_size, 0, -1)
-        if effective_batch_size % m == 0 and m % devices == 0
+        if effective_batch_size % m == 0 and m % (devices * group) == 0
     ]
     if not sizes:
         raise ValueError(
             f"config.train.effective_batch_size = {effective_batch_size} has no divisor that "
-            f"shards over {devices} devices"
+            f"shards over {devices} devices in whole BatchNorm groups of {group}"
         )
     return sizes
 
@@ -60,13 +62,14 @@ def choose_microbatch(
     """The largest candidate whose compiled step needs at most ``budget_bytes`` per device.
 
     ``key`` names the model (architecture, head, dtype, remat); the device kind, device count,
-    resolution, effective batch (``steps``') and budget are added here. Does not change
-    ``steps``: the caller sets the answer with :meth:`Steps.set_microbatch_size`.
+    resolution, effective batch and BatchNorm group (``steps``') and budget are added here.
+    Does not change ``steps``: the caller sets the answer with :meth:`Steps.set_microbatch_size`.
     """
-    effective_batch_size = steps.effective_batch_size
+    effective_batch_size, group = steps.effective_batch_size, steps.batchnorm_group or 1
     device = steps.mesh.devices.flat[0]
     full_key = (
-        f"{key}|{resolution}px|E{effective_batch_size}|{device.device_kind}x{steps.mesh.size}|"
+        f"{key}|{resolution}px|E{effective_batch_size}|G{group}|"
+        f"{device.device_kind}x{steps.mesh.size}|"
         f"budget{budget_bytes}B"
     )
     cache = cache or default_cache()
@@ -75,7 +78,7 @@ def choose_microbatch(
         return int(known[full_key]["microbatch_size"])
     probed = {}
     chosen = None
-    for m in candidates(effective_batch_size, steps.mesh.size):
+    for m in candidates(effective_batch_size, steps.mesh.size, group):
         probed[m] = steps.memory_bytes(m, resolution)
         if probed[m] <= budget_bytes:
             chosen = m

@@ -60,14 +60,21 @@ class Steps:
         negative_weight: float = 1.0,
         tta_views: int = 0,
         freeze_batchnorm: bool = False,
+        batchnorm_group: int | None = None,
         accumulate: str = "auto",
         mesh: jax.sharding.Mesh | None = None,
     ):
         self.mesh = mesh if mesh is not None else parallel.first_device_mesh()
+        self.batchnorm_group = batchnorm_group or None
         model.train()
+        model.set_attributes(group=self.batchnorm_group, raise_if_not_found=False)
         if freeze_batchnorm:
             model.set_attributes(use_running_average=True, raise_if_not_found=False)
         self.train_graph, params, others = nnx.split(model, nnx.Param, ...)
+        # precise statistics: training-mode BatchNorm reporting its moments, dropout off
+        model.set_attributes(collect_moments=True, deterministic=True, raise_if_not_found=False)
+        self.moments_graph = nnx.split(model, nnx.Param, ...)[0]
+        model.set_attributes(collect_moments=False, raise_if_not_found=False)
         model.eval()
         self.eval_graph = nnx.split(model, nnx.Param, ...)[0]
         self.tx = tx
@@ -90,6 +97,7 @@ class Steps:
         )
         self.train_step = jax.jit(self._train_step, donate_argnums=(0, 1, 2))
         self.eval_step = jax.jit(self._eval_step)
+        self.moments_step = jax.jit(self._moments_step)
 
     def _inputs(self, pixels, key):
         images = pixels.astype(jnp.float32) / 255.0
@@ -146,6 +154,37 @@ class Steps:
             probs = probs + jax.nn.sigmoid(model(normalise(views, self.dtype))[:, 0])
         return probs / (self.tta_views + 1), logits
 
+    def _moments_step(self, params, others, pixels):
+        """Each training-mode BatchNorm's moments on ``pixels`` (no augmentation, no dropout):
+        {path: [2, C]}, the mean over its groups of the group mean and mean square."""
+        model = nnx.merge(self.moments_graph, params, others)
+        forward = nnx.capture(model, nnx.Intermediate)
+        return forward(normalise(pixels.astype(jnp.float32) / 255.0, self.dtype))[1]
+
+    def recompute_batchnorm(self, batches) -> int:
+        """Precise BatchNorm statistics (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm";
+        detectron2's PreciseBN): replace every running mean and variance by population
+        statistics under the current weights, ``mean = E[group mean]`` and
+        ``var = E[group mean square] - mean ** 2`` over the groups of ``batches`` (uint8 pixels
+        ``[M, R, R]``, this process's rows of microbatch-sized batches; groups as in training).
+        Layers frozen in eval mode keep theirs. Returns the number of batches used."""
+        total, count = None, 0
+        for pixels in batches:
+            moments = self.moments_step(self.params, self.others, self._put(pixels, axis=0))
+            total = moments if total is None else jax.tree.map(jnp.add, total, moments)
+            count += 1
+        if total is None:
+            raise ValueError("precise BatchNorm statistics need at least one batch")
+        stats = {}
+        for path, moments in nnx.to_flat_state(total):
+            mean, square = moments.get_value()[0] / count
+            stats[(*path[:-1], "mean")] = mean
+            stats[(*path[:-1], "var")] = jnp.maximum(square - jnp.square(mean), 0.0)
+        flat = [(path, v.replace(stats[path]) if path in stats else v)
+                for path, v in nnx.to_flat_state(self.others)]  # fmt: skip
+        self.others = parallel.replicate(nnx.from_flat_state(flat), self.mesh)
+        return count
+
     @property
     def microbatches(self) -> int:
         """Microbatches per optimiser update: ``effective_batch_size / microbatch_size``."""
@@ -160,6 +199,12 @@ class Steps:
                 f"{self.effective_batch_size}"
             )
         parallel.check_divisible("microbatch_size", microbatch_size, self.mesh)
+        group, per_device = self.batchnorm_group, microbatch_size // self.mesh.size
+        if group and per_device % group:
+            raise ValueError(
+                f"microbatch_size = {microbatch_size} gives {per_device} images per device, not "
+                f"whole BatchNorm groups of {group} (config.model.batchnorm_group)"
+            )
         self.microbatch_size = int(microbatch_size)
 
     @property
