@@ -69,6 +69,7 @@ class CellResult:
     splits: dict[str, Metrics] = dataclasses.field(default_factory=dict)
     history: tuple[Metrics, ...] = ()
     folds: int | None = None  # K: this result pools K folds' out-of-fold predictions
+    flags: tuple[str, ...] = ()  # convergence flags (jcxr.convergence); a pool's: its folds'
 
     @property
     def done(self) -> bool:
@@ -97,6 +98,7 @@ class CellResult:
         values = {k: v for k, v in data.items() if k in kept}
         values["devices"] = tuple(values.get("devices", ()))
         values["history"] = tuple(values.get("history", ()))
+        values["flags"] = tuple(values.get("flags", ()))
         return cls(cell=cell, **values)
 
 
@@ -349,6 +351,7 @@ CSV_FIELDS = (
     "loss",
     "youden_threshold",
     "test_auc",
+    "flags",
 )
 
 
@@ -362,6 +365,7 @@ def cells_csv(cells) -> str:
     for c in cells:
         row = {**dataclasses.asdict(c.cell), "status": c.status, "best_epoch": c.best_epoch,
                "fold": c.fold_text,
-               **c.metrics, "test_auc": c.splits.get("test", {}).get("auc")}  # fmt: skip
+               **c.metrics, "test_auc": c.splits.get("test", {}).get("auc"),
+               "flags": " ".join(c.flags)}  # fmt: skip
         writer.writerow(row)
     return buffer.getvalue()

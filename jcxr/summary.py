@@ -4,6 +4,7 @@ power)."""
 
 from __future__ import annotations
 
+from jcxr.convergence import describe
 from jcxr.results import Comparison, SweepResult
 
 
@@ -32,7 +33,24 @@ def console_summary(result: SweepResult) -> str:
             lines.append(f"  {sufficiency_sentence(comp)}")
         if comp.power_80 is not None:
             lines.append(f"  {power_sentence(comp)}")
+        for warning in convergence_warnings(result, comp):
+            lines.append(f"  check: {warning}")
     return "\n".join(lines)
+
+
+def convergence_warnings(result: SweepResult, comp: Comparison) -> list[str]:
+    """One line per flagged cell behind ``comp`` (a pooled cell for k-fold: its folds' flags),
+    e.g. "64 px, seed 0: still improving: the best epoch is the last"."""
+    seeds = comp.seeds or (comp.seed,)
+    return [
+        f"{c.cell.resolution} px, seed {c.cell.seed}: {describe(c.flags)}"
+        for c in result.cells
+        if c.flags
+        and c.cell.fold is None
+        and (c.cell.label, c.cell.arch) == (comp.label, comp.arch)
+        and c.cell.seed in seeds
+        and c.cell.resolution in comp.resolutions
+    ]
 
 
 def sufficiency_sentence(comp: Comparison) -> str:

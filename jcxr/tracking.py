@@ -19,6 +19,7 @@ import threading
 import warnings
 from pathlib import Path
 
+from jcxr.convergence import describe
 from jcxr.results import CellResult, SweepResult
 
 
@@ -140,6 +141,7 @@ class Tracker:
                         "auc": result.metrics["auc"],
                         "auc_se": result.metrics.get("auc_se"),
                         "best_epoch": result.best_epoch,
+                        "flags": list(result.flags),
                     }
                 )
             run.summary["status"] = result.status
@@ -170,13 +172,13 @@ class Tracker:
                 config=self.config.to_dict(),
             )
             columns = ["label", "resolution", "arch", "seed", "fold", "status", "auc", "auc_se",
-                       "test_auc"]  # fmt: skip
+                       "test_auc", "flags"]  # fmt: skip
             table = wandb.Table(columns=columns)
             for c in results.cells:
                 k = c.cell
                 table.add_data(k.label, k.resolution, k.arch, k.seed, c.fold_text, c.status,
                                c.metrics.get("auc"), c.metrics.get("auc_se"),
-                               c.splits.get("test", {}).get("auc"))  # fmt: skip
+                               c.splits.get("test", {}).get("auc"), describe(c.flags))  # fmt: skip
             compared = wandb.Table(columns=["label", "arch", "seeds", "method", "unit",
                                             "n_clusters", "resolution", "auc", "sd"])  # fmt: skip
             for label, comp in results.comparisons.items():

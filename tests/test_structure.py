@@ -21,6 +21,7 @@ LAYERS = {
     "jcxr.stats": 1,
     "jcxr.models": 2,
     "jcxr.data": 2,
+    "jcxr.convergence": 2.5,  # flags from a cell's history: read by results' readers
     "jcxr.results": 3,
     "jcxr.summary": 3.5,  # words about results: reads results, read by the report
     "jcxr.tracking": 4,

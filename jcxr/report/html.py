@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jcxr.convergence import describe
 from jcxr.report.methods import methods, provenance
 from jcxr.results import SweepResult
-from jcxr.summary import power_sentence, sufficiency_sentence
+from jcxr.summary import convergence_warnings, power_sentence, sufficiency_sentence
 
 esc = html.escape
 SECTIONS = ("answer", "seen", "comparisons", "roc", "training", "cells", "methods", "provenance")
@@ -24,7 +25,8 @@ STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-hei
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}th{background:#f4f4f4}img{max-width:100%}figure{margin:1em 0}
 .true-size img{image-rendering:pixelated;max-width:none;margin-right:8px;vertical-align:bottom}
-.answer li{font-size:1.1em;margin:.3em 0}caption{caption-side:bottom;font-size:.85em;color:#555}"""
+.answer li{font-size:1.1em;margin:.3em 0}caption{caption-side:bottom;font-size:.85em;color:#555}
+tr.flagged td{background:#fff3cd}.check{color:#8a5a00}"""
 
 
 def page(results: SweepResult, config: dict, figures: dict[str, list[Path]],
@@ -67,7 +69,18 @@ def _answer(results: SweepResult) -> str:
         for c in results.comparisons.values()
         if c.sufficient
     )
-    return _section("answer", "The answer", f'<ul class="answer">{items}</ul>')
+    checks = "".join(
+        f"<li>{esc(label)}, {esc(warning)}</li>"
+        for label, c in results.comparisons.items()
+        for warning in convergence_warnings(results, c)
+    )
+    if checks:
+        checks = (
+            '<p class="check">Before reading a difference between resolutions as the images\' '
+            "doing, check these cells (marked in the cell table): a cell that did not train as "
+            f"far as it could makes its resolution look worse than it is.</p><ul>{checks}</ul>"
+        )
+    return _section("answer", "The answer", f'<ul class="answer">{items}</ul>{checks}')
 
 
 def _seen(paths: list[Path], examples: dict[str, dict[int, np.ndarray]]) -> str:
@@ -125,19 +138,21 @@ def _cells(results: SweepResult) -> str:
         m, k = c.metrics, c.cell
         seconds = "" if c.seconds is None else f"{c.seconds:.0f}"
         rows.append(
-            f"<tr><td>{esc(k.label)}</td><td>{k.resolution}</td><td>{esc(k.arch)}</td>"
+            ('<tr class="flagged">' if c.flags else "<tr>")
+            + f"<td>{esc(k.label)}</td><td>{k.resolution}</td><td>{esc(k.arch)}</td>"
             f"<td>{k.seed}</td><td>{c.fold_text}</td><td>{esc(c.status)}</td>"
             f"<td>{c.best_epoch or ''}</td>"
             f"<td>{fmt(m.get('auc'))}</td><td>{fmt(m.get('auc_se'))}</td>"
             f"<td>{fmt(c.splits.get('test', {}).get('auc'))}</td>"
             f"<td>{fmt(m.get('sensitivity'))}</td><td>{fmt(m.get('specificity'))}</td>"
-            f"<td>{c.microbatch_size or ''}</td><td>{seconds}</td></tr>"
+            f"<td>{c.microbatch_size or ''}</td><td>{seconds}</td>"
+            f"<td>{esc(describe(c.flags))}</td></tr>"
         )
     head = ("<tr><th>label</th><th>resolution</th><th>arch</th><th>seed</th><th>fold</th>"
             "<th>status</th>"
             "<th>best epoch</th><th>validation AUC (best epoch)</th><th>validation SE</th>"
             "<th>test AUC</th><th>validation sensitivity</th><th>validation specificity</th>"
-            "<th>microbatch</th><th>seconds</th></tr>")  # fmt: skip
+            "<th>microbatch</th><th>seconds</th><th>convergence</th></tr>")  # fmt: skip
     note = ("<p>Per cell, per image. The best epoch is chosen by validation AUC; the test AUC is "
             "that epoch's.</p>")  # fmt: skip
     if any(c.folds for c in results.cells):

@@ -19,6 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jcxr import convergence
 from jcxr._io import atomic_write_text
 from jcxr.data import device as device_data
 from jcxr.data.label_data import LabelData
@@ -86,7 +87,7 @@ def train_cell(
         )
     started = time.perf_counter()
     try:
-        while (epoch := train_loader.state["epoch"]) < epochs:
+        while (epoch := train_loader.state["epoch"]) < epochs and not _plateaued(config, meta):
             _train_epoch(config, cell, steps, train_loader, meta, latest, tracker)
             if precise is not None:
                 steps.recompute_batchnorm(batch["pixels"] for batch in precise)
@@ -101,6 +102,11 @@ def train_cell(
         if parallel.is_primary():
             atomic_write_text(cell_dir / "failure.json", json.dumps(diagnostic, indent=2))
         return CellResult(cell, status="failed", reason=str(failure))
+    if epoch < epochs:
+        tracker.info(
+            f"{cell.id}: validation AUC has not improved for {config.train.patience} epochs; "
+            f"stopped after epoch {epoch} of at most {epochs} (config.train.until_plateau)"
+        )
     best.restore(steps, meta["best_step"])
     latest.close(), best.close()
     outputs = {}
@@ -121,6 +127,7 @@ def train_cell(
         metrics=outputs["val"],
         splits=outputs,
         history=tuple(meta["history"]),
+        flags=convergence.flags(meta["history"]),
     )
     saved = result.to_json()
     result = CellResult.from_json(saved)  # exactly what a rerun will read back
@@ -151,6 +158,14 @@ def _train_epoch(config, cell, steps: Steps, loader, meta: dict, latest, tracker
             latest.save(meta["step"], steps, meta)
     if window:
         _log_window(tracker, cell, window, steps, meta)
+
+
+def _plateaued(config, meta: dict) -> bool:
+    """With ``train.until_plateau``: no validation AUC gain for ``train.patience`` epochs. Read
+    from the history, so a resumed cell stops where an uninterrupted one did."""
+    return config.train.until_plateau and convergence.plateaued(
+        meta["history"], config.train.patience
+    )
 
 
 def _end_epoch(config, cell, epoch: int, steps: Steps, metrics, meta, plateau, best, tracker):

@@ -107,6 +107,10 @@ def defaults() -> ml_collections.ConfigDict:
     # (a fixed, seeded subset, no augmentation), instead of the running averages of training.
     # Cost: one forward pass over them per epoch. 0: keep the running averages (torchvision's).
     c.train.precise_bn_images = 1024
+    # Train each cell until validation AUC has not improved for `patience` epochs (at most
+    # `epochs`): the same stopping rule at every resolution. Off: exactly `epochs` epochs.
+    c.train.until_plateau = False
+    c.train.patience = 3
     c.train.log_every = 20  # steps between host syncs for logging
     c.train.checkpoint_every = 50  # steps between "latest" checkpoints (and every epoch end)
 
@@ -260,6 +264,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"config.logging.wandb_init_timeout = {config.logging.wandb_init_timeout}; expected "
             "a number of seconds > 0"
+        )
+    if isinstance(t.patience, bool) or not isinstance(t.patience, int) or t.patience < 1:
+        raise ValueError(
+            f"config.train.patience = {t.patience!r}; expected a number of epochs >= 1"
         )
     if t.epochs < 1:
         raise ValueError(f"config.train.epochs must be >= 1; got {t.epochs}")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from jcxr._io import atomic_write_bytes, atomic_write_text
+from jcxr.convergence import FLAGS
 from jcxr.data.label_data import LabelData
 from jcxr.data.table import DataError
 from jcxr.results import Cell, CellResult
@@ -80,6 +81,7 @@ def pool(workdir: Path, cell: Cell, results: list[CellResult], data: LabelData, 
         seconds=sum(r.seconds or 0.0 for r in results),
         metrics=splits["oof"],
         splits=splits,
+        flags=tuple(f for f in FLAGS if any(f in r.flags for r in results)),
     )
     result = CellResult.from_json(result.to_json())
     if write:
