@@ -291,6 +291,8 @@ class SweepResult:
     all_comparisons: tuple[Comparison, ...] = ()
     cohorts: dict = dataclasses.field(default_factory=dict)  # label -> split sizes, positives
     provenance: dict = dataclasses.field(default_factory=dict)  # code, config hash, machine
+    # label -> the phantoms' reference observer on the compared images (jcxr.data.phantom_observer)
+    observers: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -300,6 +302,7 @@ class SweepResult:
             "all_comparisons": [c.to_json() for c in self.all_comparisons],
             "cohorts": json_ready(self.cohorts),
             "provenance": json_ready(self.provenance),
+            "observers": json_ready(self.observers),
         }
 
     @classmethod
@@ -311,6 +314,7 @@ class SweepResult:
             all_comparisons=tuple(Comparison.from_json(c) for c in data.get("all_comparisons", ())),
             cohorts=data.get("cohorts", {}),
             provenance=data.get("provenance", {}),
+            observers=data.get("observers", {}),
         )
 
     @classmethod

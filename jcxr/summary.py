@@ -33,9 +33,18 @@ def console_summary(result: SweepResult) -> str:
             lines.append(f"  {sufficiency_sentence(comp)}")
         if comp.power_80 is not None:
             lines.append(f"  {power_sentence(comp)}")
+        if label in result.observers:
+            lines.append(f"  {observer_sentence(result.observers[label])}")
         for warning in convergence_warnings(result, comp):
             lines.append(f"  check: {warning}")
     return "\n".join(lines)
+
+
+def observer_sentence(observer: dict) -> str:
+    """The phantoms' reference observer in one line: its AUC at each resolution."""
+    aucs = ", ".join(f"{r} px {a:.3f}" for r, a in zip(observer["resolutions"], observer["auc"],
+                                                         strict=True))  # fmt: skip
+    return f"reference observer ({observer['observer']}): AUC {aucs}"
 
 
 def convergence_warnings(result: SweepResult, comp: Comparison) -> list[str]:

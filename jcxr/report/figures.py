@@ -37,7 +37,8 @@ def save(fig, path: Path) -> Path:
 
 def auc_vs_resolution(results: SweepResult, path: Path) -> Path:
     """Sabottke & Spieler 2020 Fig 2/4: AUC against resolution, one line per label, error bars
-    the comparison's SD; the smallest sufficient resolution starred."""
+    the comparison's SD; the smallest sufficient resolution starred; on phantoms, dashed, the
+    reference observer on the same images (the gap is what training left on the table)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     marked = False
@@ -52,6 +53,11 @@ def auc_vs_resolution(results: SweepResult, path: Path) -> Path:
                     markeredgecolor="black", linestyle="none",
                     label=None if marked else text)  # fmt: skip
             marked = True
+        observer = results.observers.get(label)
+        if observer:
+            ax.plot(observer["resolutions"], observer["auc"], linestyle="--", marker=".",
+                    color=line[0].get_color(),
+                    label=f"{label}: reference observer ({observer['observer']})")  # fmt: skip
     ax.set_xscale("log", base=2)
     resolutions = sorted({r for c in results.comparisons.values() for r in c.resolutions})
     ax.set_xticks(resolutions, [str(r) for r in resolutions])

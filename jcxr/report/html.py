@@ -16,7 +16,12 @@ import numpy as np
 from jcxr.convergence import describe
 from jcxr.report.methods import methods, provenance
 from jcxr.results import SweepResult
-from jcxr.summary import convergence_warnings, power_sentence, sufficiency_sentence
+from jcxr.summary import (
+    convergence_warnings,
+    observer_sentence,
+    power_sentence,
+    sufficiency_sentence,
+)
 
 esc = html.escape
 SECTIONS = ("answer", "seen", "comparisons", "roc", "training", "cells", "methods", "provenance")
@@ -117,6 +122,12 @@ def _comparisons(results: SweepResult, heatmaps: list[Path]) -> str:
             for i, r in enumerate(res)
         )  # fmt: skip
         power = f"<p>{esc(power_sentence(comp))}</p>" if comp.power_80 else ""
+        if label in results.observers:
+            power += (
+                f"<p>Phantoms: {esc(observer_sentence(results.observers[label]))}, on the same "
+                "images. The networks' shortfall below it is what training left on the table; "
+                "real data has no such observer.</p>"
+            )
         parts.append(
             f"<h3>{esc(label)} ({esc(comp.arch)}, {esc(comp.seed_text)})</h3>"
             f"<p>{esc(comp.method)}; unit of analysis: {esc(comp.unit_text)}; "

@@ -30,6 +30,7 @@ from jcxr.train.config import validate
 from jcxr.train.fingerprint import check_workdir
 from jcxr.train.folds import fold_cells, pool, save_splits
 from jcxr.train.inputs import label_data_for, shards_for
+from jcxr.train.observer import reference_observer
 from jcxr.train.provenance import cohort, provenance
 
 
@@ -99,8 +100,13 @@ def run_sweep(
             if arch == config.sweep.archs[0] and summary is not None:
                 comparisons[label] = summary
     cohorts = {label: cohort(data) for label, data in label_data.items()}
+    observers = {}
+    for label, comp in comparisons.items():
+        observer = reference_observer(config, shard_dir, label_data[label], comp)
+        if observer is not None:
+            observers[label] = observer
     result = SweepResult(config.name, tuple(cells), comparisons, tuple(detail), cohorts,
-                         provenance(config, started, time.time()))  # fmt: skip
+                         provenance(config, started, time.time()), observers)  # fmt: skip
     if primary:
         result.save(workdir)
         from jcxr.report import build_report

@@ -1,0 +1,35 @@
+"""The phantoms' reference observer in a sweep: scored on the compared images at every
+resolution, beside the networks (:mod:`jcxr.data.phantom_observer`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from jcxr.data import phantom_observer
+from jcxr.data.label_data import LabelData
+from jcxr.data.shards import read_pixels
+from jcxr.results import Comparison
+from jcxr.stats import delong
+
+Z95 = 1.959963984540054
+
+
+def reference_observer(config, shards: Path, data: LabelData, comp: Comparison) -> dict | None:
+    """The observer's AUC, SD and 95% CI at each of ``comp``'s resolutions on ``comp``'s
+    images, per image; None where there is none (real data, or a finding without one)."""
+    if config.data.source != "phantom" or not phantom_observer.has_observer(comp.label):
+        return None
+    records = np.concatenate(data.folds) if comp.split == "oof" else data.splits[comp.split]
+    out = {"observer": phantom_observer.DESCRIPTIONS[comp.label], "split": comp.split,
+           "resolutions": list(comp.resolutions), "auc": [], "se": [], "ci": []}  # fmt: skip
+    labels = data.labels[records]
+    for resolution in comp.resolutions:
+        scores = phantom_observer.scores(read_pixels(shards, resolution, records), comp.label)
+        auc, se = float(roc_auc_score(labels, scores)), float(delong(labels, scores).se[0])
+        out["auc"].append(auc)
+        out["se"].append(se)
+        out["ci"].append([max(auc - Z95 * se, 0.0), min(auc + Z95 * se, 1.0)])
+    return out
