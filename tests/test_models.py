@@ -14,6 +14,7 @@ from jcxr.models.__main__ import summarise
 from jcxr.models.port import main as port_main
 from jcxr.models.weights import WeightsMismatchError, model_variables, read_state_dict
 from tests.golden.random_weights import (
+    BATCH,
     EVAL_ONLY_ARCHS,
     EVAL_ONLY_RESOLUTION,
     FIXTURES,
@@ -139,6 +140,33 @@ def test_train_mode_outputs_and_running_statistics_equal_torchvision(arch):
             atol=1e-5,
             err_msg=key,
         )
+
+
+@pytest.mark.parametrize("arch", ["resnet34", "densenet121", "efficientnet_b0"])
+def test_ghost_batchnorm_on_torchvision_weights_is_torchs_batchnorm_per_group(arch):
+    """Ported weights with BatchNorm groups (config.model.batchnorm_group): the golden batch
+    twice, in groups of one golden batch, gives torch's train-mode logits twice, and running
+    statistics updated once per group: after torch's one update r1 = k r0 + (1 - k) s, a second
+    with the same s gives k r1 + (1 - k) s."""
+    model = models.from_torchvision(arch, random_state_dict(arch), stochastic_depth=0.0
+                                    if arch.startswith("efficientnet") else None)  # fmt: skip
+    model.train()
+    model.set_attributes(deterministic=True, group=BATCH, raise_if_not_found=False)
+    golden = np.load(FIXTURES / f"{arch}.npz")
+    before = model_variables(model, models.torch_head(arch), include_head=True)
+    before = {k: np.asarray(v[1].get_value()) for k, v in before.items() if "running" in k}
+    x = random_input(TRAIN_RESOLUTION)
+    logits = np.asarray(forward(model, nhwc(np.concatenate([x, x]))))
+    expected = golden[f"train_{TRAIN_RESOLUTION}"]
+    np.testing.assert_allclose(logits, np.concatenate([expected, expected]), rtol=0, atol=1e-4)
+    after = model_variables(model, models.torch_head(arch), include_head=True)
+    for key, r0 in before.items():
+        module = after[key][1]
+        kept = 0.9  # torch momentum 0.1 in all three
+        r1 = golden[f"running/{key}"]
+        s = (r1 - kept * r0) / (1 - kept)
+        np.testing.assert_allclose(np.asarray(module.get_value()), kept * r1 + (1 - kept) * s,
+                                   rtol=1e-4, atol=1e-4, err_msg=key)  # fmt: skip
 
 
 def test_legacy_densenet_keys_load():
