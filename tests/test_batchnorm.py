@@ -10,7 +10,7 @@ from flax import nnx
 
 from jcxr import models
 from jcxr.models import normalise
-from jcxr.models.layers import BatchNorm
+from jcxr.models.batchnorm import BatchNorm, counted_images
 from jcxr.train.config import validate
 from jcxr.train.step import Steps
 from jcxr.train.sweep import run_sweep
@@ -53,6 +53,23 @@ def test_ghost_batchnorm_is_plain_batchnorm_on_each_group_in_turn():
     np.testing.assert_allclose(ghost.var[...], running_var, rtol=1e-5)
     with pytest.raises(ValueError, match="a batch of 6 is not whole groups"):
         ghost(jnp.asarray(x[:6]))
+
+
+def test_padding_images_are_normalised_but_never_counted():
+    """Weight 0 (a study's missing views): the real images' outputs and the running
+    statistics are those of BatchNorm on the real images alone; a group of padding only leaves
+    the running averages unchanged."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(1.0, 2.0, (12, 3, 3, 4)).astype(np.float32)
+    real = np.array([1, 1, 0, 1, 0, 0, 0, 0, 1, 1, 1, 0], bool)  # groups of 4: 3, 0, 3 real
+    padded, alone = batchnorm(group=4), batchnorm(group=3)
+    with counted_images(jnp.asarray(real)):
+        y = np.asarray(padded(jnp.asarray(x)))
+    kept = np.concatenate([x[0:4][real[0:4]], x[8:12][real[8:12]]])
+    np.testing.assert_allclose(y[real], alone(jnp.asarray(kept)), atol=1e-5)
+    np.testing.assert_allclose(padded.mean[...], alone.mean[...], rtol=1e-5)
+    np.testing.assert_allclose(padded.var[...], alone.var[...], rtol=1e-5)
+    assert np.all(np.isfinite(y))  # padding rows normalised by their group's real statistics
 
 
 def make_steps(group, microbatch, tx=None):

@@ -15,6 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jcxr.models.batchnorm import BatchNorm
+
 Array = jax.Array
 
 
@@ -152,96 +154,6 @@ def dense(in_features: int, out_features: int, *, dtype=jnp.float32, rngs: nnx.R
         param_dtype=jnp.float32,
         rngs=rngs,
     )
-
-
-class BatchNorm(nnx.Module):
-    """Batch normalisation over the channel axis with torch.nn.BatchNorm2d's semantics.
-
-    * ``momentum`` is the fraction of the running average *kept* per update (torch momentum 0.1
-      is 0.9 here).
-    * Train mode normalises with the biased batch variance but updates the running variance with
-      the unbiased one (n / (n - 1)), as torch does.
-    * ``group`` (images; None = the whole batch): "ghost" batch normalisation (Hoffer et al.
-      2017). Train mode normalises each run of ``group`` consecutive images with its own
-      statistics, and the running averages take one update per group, in order. So an
-      effective batch gives the same outputs, gradients and running statistics however it is
-      cut into microbatches, as long as each microbatch holds whole groups.
-    * Statistics and normalisation run in float32 whatever the compute ``dtype``; the output is
-      cast back to ``dtype``.
-    * ``use_running_average`` is toggled by ``model.eval()`` / ``model.train()``.
-    * ``collect_moments``: train mode also sows (``nnx.Intermediate`` "moments") the mean over
-      its groups of each group's mean and mean square, ``[2, C]``, for precise statistics
-      (:meth:`jcxr.train.step.Steps.recompute_batchnorm`).
-    """
-
-    def __init__(
-        self,
-        num_features: int,
-        *,
-        momentum: float = 0.9,
-        epsilon: float = 1e-5,
-        dtype=jnp.float32,
-        rngs: nnx.Rngs | None = None,
-    ):
-        del rngs  # deterministic initialisation, as torch
-        ones, zeros = np.ones(num_features, np.float32), np.zeros(num_features, np.float32)
-        self.scale = nnx.Param(jnp.asarray(ones))  # host arrays: no per-shape compile
-        self.bias = nnx.Param(jnp.asarray(zeros))
-        self.mean = nnx.BatchStat(jnp.asarray(zeros))
-        self.var = nnx.BatchStat(jnp.asarray(ones))
-        self.momentum = momentum
-        self.epsilon = epsilon
-        self.dtype = dtype
-        self.use_running_average = False
-        self.group: int | None = None
-        self.collect_moments = False
-
-    def __call__(self, x: Array) -> Array:
-        x32 = x.astype(jnp.float32)
-        if self.use_running_average:
-            mean, var = self.mean[...], self.var[...]
-        elif self.group is None or self.group == x.shape[0]:
-            axes = tuple(range(x.ndim - 1))
-            mean = jnp.mean(x32, axis=axes)
-            var = jnp.mean(jnp.square(x32 - mean), axis=axes)
-            self._update(mean[None], var[None], x.size // x.shape[-1])
-        else:
-            return self._ghost(x32)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
-        return y.astype(self.dtype)
-
-    def _ghost(self, x32: Array) -> Array:
-        """Train mode with ``group``: each group of images normalised by its own statistics."""
-        if x32.shape[0] % self.group:
-            raise ValueError(
-                f"BatchNorm group of {self.group} images: a batch of {x32.shape[0]} is not "
-                "whole groups"
-            )
-        groups = x32.reshape(x32.shape[0] // self.group, self.group, *x32.shape[1:])
-        axes = tuple(range(1, groups.ndim - 1))
-        mean = jnp.mean(groups, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(groups - mean), axis=axes, keepdims=True)
-        flat = (groups.shape[0], groups.shape[-1])
-        self._update(mean.reshape(flat), var.reshape(flat), groups[0].size // groups.shape[-1])
-        y = (groups - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
-        return y.reshape(x32.shape).astype(self.dtype)
-
-    def _update(self, means: Array, variances: Array, count: int) -> None:
-        """One running-average update per row of ``means`` / ``variances`` ``[groups, C]``, in
-        order (closed form: the last group's weight is 1 - momentum, each earlier one's is
-        multiplied by momentum once more; what is kept is momentum ** groups)."""
-        kept, n = self.momentum, means.shape[0]
-        if self.collect_moments:
-            squares = variances + jnp.square(means)
-            self.sow(nnx.Intermediate, "moments", jnp.stack([means.mean(0), squares.mean(0)]))
-        unbiased = variances * (count / max(count - 1, 1))
-        if n == 1:
-            self.mean[...] = kept * self.mean[...] + (1.0 - kept) * means[0]
-            self.var[...] = kept * self.var[...] + (1.0 - kept) * unbiased[0]
-            return
-        weights = (1.0 - kept) * kept ** jnp.arange(n - 1, -1, -1, dtype=jnp.float32)
-        self.mean[...] = kept**n * self.mean[...] + weights @ means
-        self.var[...] = kept**n * self.var[...] + weights @ unbiased
 
 
 class Sequential(nnx.Module):

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jcxr.models.layers import BatchNorm, Sequential, conv, make_head, max_pool
+from jcxr.models.batchnorm import BatchNorm
+from jcxr.models.layers import Sequential, conv, make_head, max_pool
 
 # name -> (block, blocks per stage)
 CONFIGS = {
