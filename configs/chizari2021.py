@@ -7,10 +7,13 @@
 Uncertainty: the `chizari2021` preset (U-Ones Atelectasis, Edema, Pleural Effusion; U-Zeros
 Cardiomegaly; U-Ignore Consolidation). Head: concat-pool, dropout 0.6. One epoch with the body
 frozen (head max rate 5e-3), then 5 epochs one-cycle at body 2.5e-5 / head 2.5e-3; Adam (0.9,
-0.99), weight decay 0.1; batch 40; best epoch by validation AUC; no TTA. Each EfficientNet
-runs at its own resolution. The unit is the study (max over its views); the test set is
-CheXpert's official validation set (valid.csv), and train.csv splits 90/10 by patient into
-training and validation.
+0.99), weight decay 0.1; batch 40 studies; best epoch by validation AUC; no TTA. Each
+EfficientNet runs at its own resolution. The unit is the study, in training as in evaluation
+("one element of a batch contains one study, which can consist of up to 3 x-ray images"):
+`train.unit = "study"` puts a study's views (up to 3, padding masked) through the network and
+scores it by the max over them, and BatchNorm normalises over groups of 40 studies' views
+whatever the microbatch. The test set is CheXpert's official validation set (valid.csv), and
+train.csv splits 90/10 by patient into training and validation.
 """
 
 from jcxr.train.config import defaults
@@ -55,6 +58,8 @@ def get_config():
     c.train.epochs = 6
     c.train.effective_batch_size = 40
     c.train.microbatch_size = 40
+    c.train.unit = "study"  # batches of studies: the max over a study's views, in training too
+    c.train.views = 3
     c.model.batchnorm_group = 40  # BatchNorm over the thesis's batch, whatever the microbatch
     c.train.loss = "bce"
     c.train.augment = False

@@ -42,9 +42,10 @@ class Loader:
             raise DataError(f"batch_size must be >= 1; got {self.batch_size}")
         if np.isnan(self.labels[self.records]).any():
             raise DataError("some records of this split have no label (NaN); filter them first")
-        if self.train and len(self.records) < self.batch_size * self.process_count:
+        self.units = self._units()
+        if self.train and len(self.units) < self.batch_size * self.process_count:
             raise DataError(
-                f"{len(self.records)} training records cannot fill one batch of "
+                f"{len(self.units)} training {self.unit}s cannot fill one batch of "
                 f"{self.batch_size} x {self.process_count} process(es)"
             )
         self._source = grain.sources.ArrayRecordDataSource(
@@ -52,32 +53,42 @@ class Loader:
         )
         self.state = {"epoch": 0, "batch": 0}
 
+    unit = "image"
+
+    def _units(self) -> np.ndarray:
+        """What a batch row holds: one record each (a :class:`StudyLoader`: a study's views)."""
+        return self.records
+
     @property
     def batches_per_epoch(self) -> int:
         if self.train:
-            return len(self.records) // self.process_count // self.batch_size
-        per_process = -(-len(self.records) // self.process_count)  # ceil: every record kept
+            return len(self.units) // self.process_count // self.batch_size
+        per_process = -(-len(self.units) // self.process_count)  # ceil: every unit kept
         return -(-per_process // self.batch_size)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """This process's records for ``epoch``, padded with -1 for evaluation."""
+        """This process's units (records, or rows of a study's records) for ``epoch``, padded
+        with -1 for evaluation."""
+        units, shape = self.units, self.units.shape[1:]
         if self.train:
             rng = np.random.default_rng([self.seed, epoch])
-            order = rng.permutation(self.records)
+            order = rng.permutation(units)
             usable = len(order) // self.process_count * self.process_count
             mine = order[:usable][self.process_index :: self.process_count]
             return mine[: self.batches_per_epoch * self.batch_size]
-        per_process = -(-len(self.records) // self.process_count)
-        padded = np.full(per_process * self.process_count, -1, np.int64)
-        padded[: len(self.records)] = self.records
+        per_process = -(-len(units) // self.process_count)
+        padded = np.full((per_process * self.process_count, *shape), -1, np.int64)
+        padded[: len(units)] = units
         mine = padded[self.process_index :: self.process_count]
-        out = np.full(self.batches_per_epoch * self.batch_size, -1, np.int64)
+        out = np.full((self.batches_per_epoch * self.batch_size, *shape), -1, np.int64)
         out[: len(mine)] = mine
         return out
 
     def batch_records(self, epoch: int, start_batch: int = 0) -> np.ndarray:
-        """``[batches, B]`` records of ``epoch`` from ``start_batch`` on (-1 = padding)."""
-        return self.epoch_order(epoch).reshape(-1, self.batch_size)[start_batch:]
+        """``[batches, B]`` (studies: ``[batches, B, V]``) records of ``epoch`` from
+        ``start_batch`` on (-1 = padding)."""
+        order = self.epoch_order(epoch)
+        return order.reshape(-1, self.batch_size, *order.shape[1:])[start_batch:]
 
     def targets(self, records: np.ndarray) -> dict:
         """The non-pixel fields of a batch: ``label``, ``mask`` and ``record``."""
@@ -90,10 +101,10 @@ class Loader:
         blank = np.zeros((resolution, resolution), np.uint8)
 
         def load_batch(records):
-            pixels = np.stack(
-                [decode_pixels(source[int(r)], resolution) if r >= 0 else blank for r in records]
-            )
-            return {"pixels": pixels, **self.targets(records)}
+            pixels = np.stack([decode_pixels(source[int(r)], resolution) if r >= 0 else blank
+                               for r in records.ravel()])  # fmt: skip
+            return {"pixels": pixels.reshape(*records.shape, resolution, resolution),
+                    **self.targets(records)}  # fmt: skip
 
         order = self.batch_records(epoch, start_batch)
         dataset = grain.MapDataset.source(list(order)).map(load_batch)
@@ -121,3 +132,37 @@ class Loader:
         if set(state) != {"epoch", "batch"} or not 0 <= state["batch"] <= self.batches_per_epoch:
             raise DataError(f"invalid loader state {state}; expected epoch and batch in range")
         self.state = {"epoch": int(state["epoch"]), "batch": int(state["batch"])}
+
+
+@dataclasses.dataclass
+class StudyLoader(Loader):
+    """A :class:`Loader` whose unit is the study (Chizari 2021: "one element of a batch contains
+    one study"): each batch row holds a study's views, up to ``views`` of them (the lowest
+    records first; a study with more keeps its first ``views``, counted in ``dropped_views``),
+    padded with -1. Batches: ``pixels`` ``[B, V, R, R]``, ``views`` ``[B, V]`` (real views),
+    ``label`` ``[B]`` (the max over its views), ``mask`` ``[B]`` and ``record`` ``[B, V]``.
+    Shuffled, split over processes, resumed and padded exactly as images are."""
+
+    studies: np.ndarray | None = None  # (len(index),) study of every record in the shards
+    views: int = 3
+    unit = "study"
+
+    def _units(self) -> np.ndarray:
+        if self.studies is None:
+            raise DataError("training by study needs study IDs (only CheXpert has studies)")
+        ids = self.studies[self.records]
+        _, first, counts = np.unique(ids, return_index=True, return_counts=True)
+        order = np.argsort(ids, kind="stable")  # records of a study together, ascending
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        units = np.full((len(first), self.views), -1, np.int64)
+        for row, (start, count) in enumerate(zip(starts, counts, strict=True)):
+            kept = self.records[order[start : start + min(count, self.views)]]
+            units[row, : len(kept)] = kept
+        self.dropped_views = int(np.sum(np.maximum(counts - self.views, 0)))
+        return units[np.argsort(units[:, 0])]  # studies in order of their first record
+
+    def targets(self, records: np.ndarray) -> dict:
+        views = records >= 0
+        per_view = np.where(views, self.labels[np.maximum(records, 0)], -np.inf)
+        label = np.where(views.any(-1), per_view.max(-1), 0.0).astype(np.float32)
+        return {"label": label, "mask": views.any(-1), "views": views, "record": records}

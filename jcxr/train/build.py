@@ -62,6 +62,7 @@ def build_steps(
         negative_weight=negative,
         tta_views=config.eval.tta_views,
         batchnorm_group=m.batchnorm_group,
+        views=t.views if t.unit == "study" else None,
         accumulate=t.accumulate,
         mesh=mesh,
     )

@@ -23,7 +23,7 @@ from jcxr import convergence
 from jcxr._io import atomic_write_text
 from jcxr.data import device as device_data
 from jcxr.data.label_data import LabelData
-from jcxr.data.pipeline import Loader
+from jcxr.data.pipeline import Loader, StudyLoader
 from jcxr.results import Cell, CellResult
 from jcxr.tracking import Tracker
 from jcxr.train import parallel
@@ -147,7 +147,8 @@ def _train_epoch(config, cell, steps: Steps, loader, meta: dict, latest, tracker
         per_epoch,
         initial=loader.state["batch"],
     ):
-        window.append(steps.step(batch["pixels"], batch["label"], meta["step"]))
+        views = batch.get("views")
+        window.append(steps.step(batch["pixels"], batch["label"], meta["step"], views))
         meta["step"] += 1
         checkpoint = meta["step"] % t.checkpoint_every == 0 and loader.state["batch"] < per_epoch
         if window and (meta["step"] % t.log_every == 0 or checkpoint):
@@ -189,13 +190,16 @@ def _loaders(config, cell: Cell, data: LabelData, shards: Path, mesh, tracker):
     processes = jax.process_count()
     common = dict(shards=shards, resolution=cell.resolution, labels=data.labels,
                   process_index=jax.process_index(), process_count=processes)  # fmt: skip
-    train = Loader(
-        records=data.splits["train"],
-        batch_size=config.train.effective_batch_size // processes,
-        train=True,
-        seed=cell.seed,
-        **common,
-    )
+    train_options = dict(records=data.splits["train"], train=True, seed=cell.seed,
+                         batch_size=config.train.effective_batch_size // processes)  # fmt: skip
+    if config.train.unit == "study":
+        train = StudyLoader(studies=data.study_ids, views=config.train.views, **train_options,
+                            **common)  # fmt: skip
+        if train.dropped_views:
+            tracker.info(f"{cell.id}: {train.dropped_views} views beyond "
+                         f"{config.train.views} per study left out of training")  # fmt: skip
+    else:
+        train = Loader(**train_options, **common)
     evals = {
         name: Loader(
             records=rows, batch_size=config.eval.batch_size // processes, train=False, **common
@@ -208,11 +212,12 @@ def _loaders(config, cell: Cell, data: LabelData, shards: Path, mesh, tracker):
 
 def _precise_bn_loader(config, cell: Cell, data: LabelData, shards: Path, steps: Steps):
     """The training images precise BatchNorm statistics are computed on before every
-    evaluation (None: off): ``config.train.precise_bn_images`` of them, whole microbatches,
+    evaluation (None: off): ``config.train.precise_bn_images`` of them, in batches of as many
+    images as a training microbatch holds (a study microbatch: its view slots), in whole batches,
     drawn once by the cell's seed, unaugmented. So the statistics depend only on the weights
     and are the same after a resume."""
     train = data.splits["train"]
-    size = steps.microbatch_size
+    size = steps.microbatch_size * (steps.views or 1)  # images, as many as a microbatch holds
     count = min(config.train.precise_bn_images, len(train)) // size * size
     if count == 0:
         return None

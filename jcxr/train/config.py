@@ -93,6 +93,12 @@ def defaults() -> ml_collections.ConfigDict:
     # (straight-line code: XLA:CPU runs convolutions ~12x faster than inside a scan, at the cost
     # of buffers per microbatch), or "auto": unroll on CPU, scan elsewhere
     c.train.accumulate = "auto"
+    # What one element of a batch is: "image", or "study" (Chizari 2021): a study's views (up to
+    # `views`, padded and masked) go through the network and its logit is the max over them (the
+    # max of probabilities, as the sigmoid is monotonic); effective_batch_size and
+    # microbatch_size then count studies, batchnorm_group too. Needs eval.study_level.
+    c.train.unit = "image"
+    c.train.views = 3  # CheXpert: up to 3 views per study
     c.train.loss = "weighted_bce"
     c.train.class_weights = (0.5, 0.5)  # (negative, positive) for loss="class_weights"
     c.train.augment = True
@@ -188,6 +194,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"of the sweep's resolutions {tuple(config.sweep.resolutions)}"
         )
     choice("train.accumulate", config.train.accumulate, ACCUMULATE)
+    choice("train.unit", config.train.unit, ("image", "study"))
+    if config.train.unit == "study":
+        if not config.eval.study_level:
+            raise ValueError(
+                "config.train.unit = 'study' trains on studies; evaluate them as studies too: "
+                "set config.eval.study_level = True"
+            )
+        if isinstance(config.train.views, bool) or not config.train.views >= 1:
+            raise ValueError(f"config.train.views = {config.train.views!r}; expected >= 1")
     choice("parallel.placement", config.parallel.placement, PLACEMENTS)
     choice("parallel.distributed", config.parallel.distributed, ("auto", "on", "off"))
     choice("parallel.device_dataset", config.parallel.device_dataset, ("auto", "on", "off"))

@@ -21,6 +21,7 @@ from flax import nnx
 
 from jcxr.data.augment import Augmentation, augment, key_for
 from jcxr.models import normalise
+from jcxr.models.batchnorm import counted_images
 from jcxr.train import optim, parallel
 
 
@@ -32,6 +33,13 @@ def bce_terms(logits, labels, positive_weight, negative_weight):
     return positive_weight * labels * jax.nn.softplus(-logits) + negative_weight * (
         1.0 - labels
     ) * jax.nn.softplus(logits)
+
+
+def study_logits(logits, present):
+    """A study's logit: the max over its real views (``logits`` and ``present`` ``[M, V]``).
+    The max of logits is the max of probabilities (the sigmoid is monotonic); the gradient
+    reaches only the view that attains it."""
+    return jnp.max(jnp.where(present, logits, -jnp.inf), axis=1)
 
 
 class Steps:
@@ -61,13 +69,17 @@ class Steps:
         tta_views: int = 0,
         freeze_batchnorm: bool = False,
         batchnorm_group: int | None = None,
+        views: int | None = None,
         accumulate: str = "auto",
         mesh: jax.sharding.Mesh | None = None,
     ):
         self.mesh = mesh if mesh is not None else parallel.first_device_mesh()
         self.batchnorm_group = batchnorm_group or None
+        self.views = views
         model.train()
-        model.set_attributes(group=self.batchnorm_group, raise_if_not_found=False)
+        # BatchNorm groups count batch rows; with studies a group is G studies' V view slots
+        rows = self.batchnorm_group and self.batchnorm_group * (views or 1)
+        model.set_attributes(group=rows, raise_if_not_found=False)
         if freeze_batchnorm:
             model.set_attributes(use_running_average=True, raise_if_not_found=False)
         self.train_graph, params, others = nnx.split(model, nnx.Param, ...)
@@ -105,20 +117,25 @@ class Steps:
             images = augment(key, pixels, self.augmentation)
         return normalise(images, self.dtype)
 
-    def _train_step(self, params, others, opt_state, pixels, labels, step):
-        """``pixels`` ``[A, M, R, R]`` uint8 and ``labels`` ``[A, M]``, sharded along M."""
+    def _train_step(self, params, others, opt_state, pixels, labels, step, views=None):
+        """``pixels`` ``[A, M, R, R]`` uint8 and ``labels`` ``[A, M]``, sharded along M. Studies
+        (``views`` ``[A, M, V]``, the real views): ``pixels`` ``[A, M, V, R, R]``."""
         a = pixels.shape[0]
         key = key_for(self.seed, step)
 
         def microbatch(carry, inputs):
             # params ride in the carry, unchanged, so NNX sees them at the scan's trace level.
             params, grads, others, total = carry
-            index, px, y = inputs
-            x = self._inputs(px, jax.random.fold_in(key, index))
+            index, px, y, present = inputs
+            x = self._inputs(px.reshape(-1, *px.shape[-2:]), jax.random.fold_in(key, index))
             model = nnx.merge(self.train_graph, params, others)
 
             def loss_fn(model):
-                logits = model(x)[:, 0]
+                if present is None:
+                    logits = model(x)[:, 0]
+                else:  # a study's logit: the max over its real views; padding never counted
+                    with counted_images(present.reshape(-1)):
+                        logits = study_logits(model(x)[:, 0].reshape(present.shape), present)
                 return jnp.mean(bce_terms(logits, y, *self.weights))
 
             loss, g = nnx.value_and_grad(loss_fn)(model)  # BatchNorm updates land in `model`
@@ -129,11 +146,12 @@ class Steps:
         carry = (params, zeros, others, jnp.zeros((), jnp.float32))
         if self.unroll:
             for index in range(a):
-                carry, _ = microbatch(carry, (index, pixels[index], labels[index]))
+                present = None if views is None else views[index]
+                carry, _ = microbatch(carry, (index, pixels[index], labels[index], present))
             _, grads, others, total = carry
         else:
             (_, grads, others, total), _ = jax.lax.scan(
-                microbatch, carry, (jnp.arange(a), pixels, labels)
+                microbatch, carry, (jnp.arange(a), pixels, labels, views)
             )
         grads = jax.tree.map(lambda g: g / a, grads)
         updates, opt_state = self.tx.update(grads, opt_state, params)
@@ -232,17 +250,20 @@ class Steps:
         """Multiply a single-rate recipe's learning rate by ``factor`` (reduce on plateau)."""
         self.opt_state = optim.scale_learning_rate(self.opt_state, factor)
 
-    def step(self, pixels, labels, step: int) -> dict:
+    def step(self, pixels, labels, step: int, views=None) -> dict:
         """One optimiser update on an effective batch; returns device metrics (no sync).
 
         ``pixels`` ``[E, R, R]`` uint8 and ``labels`` ``[E]``: this process's rows of the
-        effective batch (all of it on one host), as numpy arrays or device arrays.
+        effective batch (all of it on one host), as numpy arrays or device arrays. Studies:
+        ``pixels`` ``[E, V, R, R]`` and ``views`` ``[E, V]`` (which views are real).
         """
         a = self.microbatches
         pixels = self._put(pixels.reshape(a, -1, *pixels.shape[1:]), axis=1)
         labels = self._put(labels.reshape(a, -1), axis=1)
+        if views is not None:
+            views = self._put(np.asarray(views).reshape(a, -1, views.shape[-1]), axis=1)
         self.params, self.others, self.opt_state, metrics = self.train_step(
-            self.params, self.others, self.opt_state, pixels, labels, step
+            self.params, self.others, self.opt_state, pixels, labels, step, views
         )
         return metrics
 
@@ -259,10 +280,15 @@ class Steps:
         """
         a, m = self.effective_batch_size // microbatch_size, microbatch_size
         shard = parallel.batch_sharding(self.mesh, axis=1)
-        pixels = jax.ShapeDtypeStruct((a, m, resolution, resolution), jnp.uint8, sharding=shard)
+        study = () if self.views is None else (self.views,)
+        pixels = jax.ShapeDtypeStruct((a, m, *study, resolution, resolution), jnp.uint8,
+                                      sharding=shard)  # fmt: skip
         labels = jax.ShapeDtypeStruct((a, m), jnp.float32, sharding=shard)
+        views = None
+        if study:
+            views = jax.ShapeDtypeStruct((a, m, *study), jnp.bool_, sharding=shard)
         compiled = self.train_step.lower(
-            self.params, self.others, self.opt_state, pixels, labels, 0
+            self.params, self.others, self.opt_state, pixels, labels, 0, views
         ).compile()
         stats = compiled.memory_analysis()
         return int(
