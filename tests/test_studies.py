@@ -18,6 +18,7 @@ from jcxr.train.step import Steps, study_logits
 from jcxr.train.sweep import run_sweep
 
 from .helpers import tiny_config
+from .test_parallel import run_python
 from .test_train import load_config, write_chexpert_from_phantoms
 
 
@@ -156,6 +157,63 @@ def test_a_study_sweep_runs_and_resumes_like_an_uninterrupted_one(chexpert_shard
     monkeypatch.setattr(Checkpoints, "save", original)
     (resumed,) = run_sweep(config, tmp_path / "resumed").cells
     assert resumed.history == straight.history and resumed.metrics == straight.metrics
+    html = (tmp_path / "resumed" / "report.html").read_text()
+    assert "effective batch 8 studies (a study&#x27;s logit: the max over its views)" in html
+    assert "groups of 2 studies" in html and "per study" in html
+
+
+def test_the_device_dataset_serves_the_study_loaders_batches(chexpert_shards):
+    from jcxr.data.device import DeviceDataset
+
+    shard_dir, table = chexpert_shards
+    loader = StudyLoader(shards=shard_dir, resolution=32, records=np.arange(len(table)),
+                         labels=table.label("Cardiomegaly").astype(np.float32), batch_size=8,
+                         train=True, seed=2, studies=table.study_ids, views=3)  # fmt: skip
+    expected = list(loader)
+    loader.set_state({"epoch": 0, "batch": 0})
+    served = list(DeviceDataset(loader, jax.devices()[0]))
+    assert len(served) == len(expected)
+    for a, b in zip(served, expected, strict=True):
+        real = b["views"]
+        assert np.array_equal(np.asarray(a["pixels"])[real], b["pixels"][real])
+        assert all(np.array_equal(a[k], b[k]) for k in ("views", "label", "record"))
+
+
+def test_a_study_step_on_four_devices_equals_one_device():
+    """Data parallel: studies sharded whole over the devices (views never split), the padding
+    uncounted on every device."""
+    out = run_python(
+        """
+        import json, jax, jax.numpy as jnp, numpy as np, optax
+        from flax import nnx
+        from jcxr import models
+        from jcxr.train import parallel
+        from jcxr.train.step import Steps
+
+        def steps(mesh):
+            model = models.create("resnet_tiny", rngs=nnx.Rngs(3))
+            return Steps(model, optax.sgd(0.05), effective_batch_size=8, microbatch_size=8,
+                         augmentation=None, seed=0, dtype=jnp.float32, positive_weight=2.0,
+                         batchnorm_group=2, views=3, mesh=mesh)
+        one = steps(parallel.make_mesh(jax.devices()[:1]))
+        four = steps(parallel.make_mesh(jax.devices()))
+        four.load_state(parallel.replicate(jax.tree.map(jnp.copy, one.state), four.mesh))
+        rng = np.random.default_rng(0)
+        pixels = rng.integers(0, 256, (8, 3, 32, 32), dtype=np.uint8)
+        views = rng.random((8, 3)) < 0.6
+        views[:, 0] = True
+        labels = (rng.random(8) < 0.4).astype(np.float32)
+        a, b = one.step(pixels, labels, 0, views), four.step(pixels, labels, 0, views)
+        diff = max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+                   for x, y in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params)))
+        print(json.dumps({"losses": [float(a["loss"]), float(b["loss"])], "params": diff,
+                          "devices": len(jax.tree.leaves(four.params)[0].devices())}))
+        """,
+        devices=4,
+    )
+    assert out["devices"] == 4
+    assert out["losses"][1] == pytest.approx(out["losses"][0], abs=1e-5)
+    assert out["params"] < 1e-5
 
 
 def test_study_training_needs_study_evaluation():

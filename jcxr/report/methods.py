@@ -21,8 +21,7 @@ def methods(config: dict, results: SweepResult) -> list[tuple[str, str]]:
         "random initialisation")  # fmt: skip
     out.append(("Model", (
         f"{', '.join(sweep.get('archs', ()))}; head {m.get('head', 'linear')}; {pretrained}; "
-        f"compute dtype {m.get('dtype', 'float32')}; BatchNorm in training mode over each "
-        "microbatch, running statistics for evaluation."
+        f"compute dtype {m.get('dtype', 'float32')}; {_batchnorm(m, t)}."
     )))  # fmt: skip
     out.append(("Training", _training(t, o, results)))
     tta = e.get("tta_views", 0)
@@ -82,22 +81,40 @@ def _data(d: dict, results: SweepResult) -> str:
     return " ".join(parts)
 
 
+def _batchnorm(m: dict, t: dict) -> str:
+    unit = "studies" if t.get("unit") == "study" else "images"
+    group = m.get("batchnorm_group")
+    training = (f"BatchNorm in training mode over groups of {group} {unit} at every resolution"
+                if group else "BatchNorm in training mode over each microbatch")  # fmt: skip
+    precise = t.get("precise_bn_images")
+    evaluation = (f"statistics recomputed with the current weights over {precise} training images "
+                  "before every evaluation (precise BatchNorm)" if precise
+                  else "running statistics for evaluation")  # fmt: skip
+    return f"{training}; {evaluation}"
+
+
 def _training(t: dict, o: dict, results: SweepResult) -> str:
     by_resolution: dict[int, set] = {}
     for c in results.cells:
         if c.microbatch_size:
             by_resolution.setdefault(c.cell.resolution, set()).add(c.microbatch_size)
     effective = t.get("effective_batch_size")
+    unit = "studies (a study's logit: the max over its views)" if t.get(
+        "unit") == "study" else "images"  # fmt: skip
     micro = "; ".join(
         f"{r} px: microbatch {', '.join(map(str, sorted(ms)))} "
         f"({', '.join(str(effective // m) for m in sorted(ms))} accumulation step(s))"
         for r, ms in sorted(by_resolution.items())
     )
+    epochs = f"{t.get('epochs')} epochs"
+    if t.get("until_plateau"):
+        epochs = (f"until validation AUC had not improved for {t.get('patience')} epochs (at most "
+                  f"{t.get('epochs')})")  # fmt: skip
     augment = ", ".join(f"{k.removeprefix('max_')} {t[k]:g}" for k in sorted(t)
                         if k.startswith("max_") and t[k]) or "flips only"  # fmt: skip
     return (
         f"Optimiser recipe {o.get('recipe')} at learning rate {o.get('learning_rate')}; "
-        f"{t.get('epochs')} epochs; loss {t.get('loss')}; effective batch {effective} images at "
+        f"{epochs}; loss {t.get('loss')}; effective batch {effective} {unit} at "
         f"every resolution, cut into microbatches for memory ({micro}); augmentation: {augment}."
     )
 
