@@ -17,7 +17,6 @@ from jcxr.train.config import validate
 from jcxr.train.step import Steps, study_logits
 from jcxr.train.sweep import run_sweep
 
-from .helpers import tiny_config
 from .test_parallel import run_python
 from .test_train import load_config, write_chexpert_from_phantoms
 
@@ -127,15 +126,21 @@ def test_the_study_loader_serves_every_study_once_and_resumes(chexpert_shards):
 
 def test_a_study_sweep_runs_and_resumes_like_an_uninterrupted_one(chexpert_shards, tmp_path,
                                                                    monkeypatch):  # fmt: skip
+    """Chizari 2021's recipe (studies, one frozen epoch then one-cycle, concat-pool head, the
+    official test set), reduced: resnet_tiny at 32 px, 2 epochs, batches of 8 studies."""
     shard_dir, table = chexpert_shards
-    config = tiny_config(shard_dir, train__epochs=2, train__unit="study",
-                         train__effective_batch_size=8, train__microbatch_size=4,
-                         model__batchnorm_group=2, eval__study_level=True,
-                         train__checkpoint_every=3)  # fmt: skip
-    config.data.source = "chexpert"
-    config.data.test_split = "official"
+    config = load_config("chizari2021")
+    config.data.shards = str(shard_dir)
+    config.data.resize = "bilinear"
+    config.sweep.labels, config.sweep.resolutions = ("Cardiomegaly",), (32,)
+    config.sweep.archs, config.sweep.seeds, config.sweep.only = ("resnet_tiny",), (0,), ()
+    config.train.epochs, config.train.effective_batch_size = 2, 8
+    config.train.microbatch_size, config.model.batchnorm_group = 4, 2
+    config.train.checkpoint_every, config.train.log_every = 3, 2
+    config.eval.batch_size, config.eval.reference_resolution = 64, 32
     config.data.train_fraction, config.data.val_fraction = 0.8, 0.2
-    config.sweep.labels = ("Cardiomegaly",)
+    config.logging.wandb, config.logging.progress = "disabled", False
+    assert config.train.unit == "study" and config.eval.study_level
     (straight,) = run_sweep(config, tmp_path / "straight").cells
     assert straight.done and len(straight.history) == 2
     # studies per epoch: the training studies in whole batches of 8
