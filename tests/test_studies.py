@@ -229,3 +229,30 @@ def test_study_training_needs_study_evaluation():
     config.train.unit = "studies"
     with pytest.raises(ValueError, match=r"config.train.unit = 'studies'"):
         validate(config)
+
+
+def test_study_cells_placed_one_per_device(chexpert_shards, tmp_path):
+    shard_dir, _ = chexpert_shards
+    out = run_python(
+        f"""
+        import json
+        from pathlib import Path
+        from tests.test_train import load_config
+        from jcxr.train.sweep import run_sweep
+        config = load_config("chizari2021")
+        config.data.shards, config.data.resize = {str(shard_dir)!r}, "bilinear"
+        config.sweep.labels, config.sweep.resolutions = ("Cardiomegaly",), (32,)
+        config.sweep.archs, config.sweep.seeds, config.sweep.only = ("resnet_tiny",), (0, 1), ()
+        config.train.epochs, config.train.effective_batch_size = 1, 8
+        config.train.microbatch_size, config.model.batchnorm_group = 4, 2
+        config.eval.batch_size, config.eval.reference_resolution = 64, 32
+        config.data.train_fraction, config.data.val_fraction = 0.8, 0.2
+        config.logging.wandb, config.logging.progress = "disabled", False
+        config.parallel.placement = "per_device"
+        cells = run_sweep(config, Path({str(tmp_path)!r})).to_json()["cells"]
+        print(json.dumps(cells))
+        """,
+        devices=2,
+    )
+    assert [c["status"] for c in out] == ["done", "done"]
+    assert sorted(c["devices"][0] for c in out) == ["cpu:0", "cpu:1"]  # one study cell each
