@@ -25,6 +25,7 @@ LAYERS = {
     "jcxr.results": 3,
     "jcxr.summary": 3.5,  # words about results: reads results, read by the report
     "jcxr.tracking": 4,
+    "jcxr.explain": 4.5,  # maps and localisation: reads models, read by the report
     "jcxr.report": 5,
     "jcxr.train": 6,
 }

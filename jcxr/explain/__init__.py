@@ -1,0 +1,77 @@
+"""Where the network looks: class activation maps, and how well they hit the boxes.
+
+Maps (every architecture jcxr builds, NHWC, batched, jit-compiled by the caller's ``jax.jit``
+or eagerly):
+
+* :func:`grad_cam` (Selvaraju et al. 2017): the feature map of the last convolutional stage
+  (``model.feature_map``), each channel weighted by the spatial mean of the output's gradient
+  with respect to it, summed over channels, ReLU.
+* :func:`grad_cam_plus_plus` (Chattopadhay et al. 2018): the channel weights are
+  ``sum(alpha * relu(g))`` with ``alpha = g^2 / (2 g^2 + sum(A) g^3)``, ``g`` the logit's
+  gradient: the paper's closed form for an exponential output, whose positive factor
+  ``exp(logit)`` scales a map without changing its shape (dropped, as pytorch-grad-cam does).
+* :func:`cam` (Zhou et al. 2016): for global-average-pooled linear heads, the head's weights
+  applied to the feature map.
+
+Maps come back at the feature map's size and are brought to the input resolution by
+:func:`upsample` (bilinear, ``jax.image.resize``, half-pixel centres as in PIL/OpenCV). The
+localisation scores against boxes are in :mod:`jcxr.explain.metrics`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jcxr.models.layers import LinearHead
+
+__all__ = ["cam", "grad_cam", "grad_cam_plus_plus", "upsample"]
+
+
+def _feature_gradients(model, images, output: int):
+    """(feature maps ``[B, h, w, C]``, d logit_output / d features, logits ``[B]``)."""
+    features = model.feature_map(images)
+
+    def logit(features):
+        out = model.head(features).astype(jnp.float32)[:, output]
+        return jnp.sum(out), out
+
+    grads, logits = jax.grad(logit, has_aux=True)(features)
+    return features.astype(jnp.float32), grads.astype(jnp.float32), logits
+
+
+def grad_cam(model, images, output: int = 0):
+    """Grad-CAM maps ``[B, h, w]`` of logit ``output`` for NHWC ``images`` (normalised as the
+    model expects), in eval mode (call ``model.eval()`` first)."""
+    features, grads, _ = _feature_gradients(model, images, output)
+    weights = jnp.mean(grads, axis=(1, 2))  # [B, C]
+    return jax.nn.relu(jnp.einsum("bhwc,bc->bhw", features, weights))
+
+
+def grad_cam_plus_plus(model, images, output: int = 0):
+    """Grad-CAM++ maps ``[B, h, w]`` (the exponential-output closed form)."""
+    features, grads, _ = _feature_gradients(model, images, output)
+    g2, g3 = jnp.square(grads), grads**3
+    total = jnp.sum(features, axis=(1, 2), keepdims=True)
+    alpha = jnp.where(grads != 0.0, g2 / (2.0 * g2 + total * g3 + 1e-7), 0.0)
+    weights = jnp.sum(alpha * jax.nn.relu(grads), axis=(1, 2))  # [B, C]
+    return jax.nn.relu(jnp.einsum("bhwc,bc->bhw", features, weights))
+
+
+def cam(model, images, output: int = 0):
+    """Class activation maps ``[B, h, w]``: the linear head's weights for ``output`` applied to
+    the feature map (defined for ``head="linear"``, global average pool then one dense layer;
+    the bias shifts every position alike and is left out)."""
+    if not isinstance(model.head, LinearHead):
+        raise ValueError(
+            f"CAM needs a global-average-pooled linear head (head='linear'); this model's head "
+            f"is {type(model.head).__name__}: use grad_cam"
+        )
+    features = model.feature_map(images).astype(jnp.float32)
+    kernel = model.head.dense.kernel[...][:, output].astype(jnp.float32)
+    return jnp.einsum("bhwc,c->bhw", features, kernel)
+
+
+def upsample(maps, size: int):
+    """Maps ``[B, h, w]`` to ``[B, size, size]`` by bilinear interpolation."""
+    return jax.image.resize(maps, (maps.shape[0], size, size), method="bilinear")

@@ -1,0 +1,147 @@
+"""Class activation maps (jcxr.explain) against their definitions, and the localisation
+metrics (jcxr.explain.metrics) on constructed maps and boxes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jcxr import explain, models
+from jcxr.explain import metrics
+
+
+class Small(nnx.Module):
+    """A network small enough to differentiate by hand, in float64: a per-pixel projection to a
+    4 x 4 x 5 feature map (ReLU), then a smooth head on the flattened map (tanh layer, dense),
+    so that the output's gradient varies over positions."""
+
+    def __init__(self):
+        rng = np.random.default_rng(4)
+        self.project = nnx.Param(jnp.asarray(rng.normal(size=(3, 5)), jnp.float64))
+        self.hidden = nnx.Param(jnp.asarray(rng.normal(size=(80, 7)) / 6, jnp.float64))
+        self.out = nnx.Param(jnp.asarray(rng.normal(size=(7, 2)), jnp.float64))
+
+    def feature_map(self, x):
+        return jax.nn.relu(x @ self.project[...])
+
+    def head(self, features):
+        flat = features.reshape(features.shape[0], -1)
+        return jnp.tanh(flat @ self.hidden[...]) @ self.out[...]
+
+    def __call__(self, x):
+        return self.head(self.feature_map(x))
+
+
+def finite_difference_gradients(model, features, output, eps=1e-6):
+    """d logit_output / d features by central differences, one element at a time."""
+    grads = np.zeros_like(features)
+    for index in np.ndindex(features.shape):
+        up, down = features.copy(), features.copy()
+        up[index] += eps
+        down[index] -= eps
+        f = lambda a: np.asarray(model.head(jnp.asarray(a)))[:, output].sum()  # noqa: E731
+        grads[index] = (f(up) - f(down)) / (2 * eps)
+    return grads
+
+
+@pytest.fixture
+def small():
+    with jax.enable_x64(True):
+        model = Small()
+        images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 4, 3)))
+        features = np.asarray(model.feature_map(images))
+        grads = finite_difference_gradients(model, features, output=1)
+        yield model, images, features, grads
+
+
+def test_grad_cam_is_its_definition_by_finite_differences(small):
+    model, images, features, grads = small
+    assert grads.std(axis=(1, 2)).max() > 1e-2  # the gradient varies over positions
+    weights = grads.mean(axis=(1, 2))
+    expected = np.maximum(np.einsum("bhwc,bc->bhw", features, weights), 0)
+    got = np.asarray(explain.grad_cam(model, images, output=1))
+    assert got.shape == (2, 4, 4) and expected.max() > 0.1 and (expected == 0).any()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_grad_cam_plus_plus_is_its_closed_form(small):
+    """pytorch-grad-cam's formula, on finite-difference gradients."""
+    model, images, features, grads = small
+    g2, g3 = grads**2, grads**3
+    total = features.sum(axis=(1, 2), keepdims=True)
+    alpha = np.where(grads != 0, g2 / (2 * g2 + total * g3 + 1e-7), 0)
+    weights = (alpha * np.maximum(grads, 0)).sum(axis=(1, 2))
+    expected = np.maximum(np.einsum("bhwc,bc->bhw", features, weights), 0)
+    got = np.asarray(explain.grad_cam_plus_plus(model, images, output=1))
+    assert expected.max() > 0.01
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_cam_and_grad_cam_agree_for_an_average_pooled_linear_head():
+    """With global average pooling and one dense layer every position's gradient is
+    w_c / (h w), so Grad-CAM is ReLU(CAM) / (h w)."""
+    model = models.create("resnet_tiny", num_outputs=1, rngs=nnx.Rngs(2))
+    model.eval()
+    images = jnp.asarray(np.random.default_rng(1).normal(size=(3, 96, 96, 3)), jnp.float32)
+    gc, c = explain.grad_cam(model, images), explain.cam(model, images)
+    assert gc.shape == c.shape == (3, 3, 3)
+    np.testing.assert_allclose(np.asarray(gc) * 9, np.maximum(np.asarray(c), 0), rtol=1e-4,
+                               atol=1e-6)  # fmt: skip
+    concat = models.create("resnet_tiny", num_outputs=1, head="concat_pool")
+    with pytest.raises(ValueError, match="CAM needs a global-average-pooled linear head"):
+        explain.cam(concat, images)
+
+
+@pytest.mark.parametrize("arch", ["resnet_tiny", "densenet121", "efficientnet_b0"])
+def test_maps_for_every_family_come_back_at_input_resolution(arch):
+    model = models.create(arch, num_outputs=1, head="concat_pool", rngs=nnx.Rngs(0))
+    model.eval()
+    images = jnp.asarray(np.random.default_rng(2).normal(size=(2, 64, 64, 3)), jnp.float32)
+    maps = jax.jit(lambda x: explain.upsample(explain.grad_cam(model, x), 64))(images)
+    assert maps.shape == (2, 64, 64) and np.all(np.isfinite(np.asarray(maps)))
+
+
+def test_bilinear_upsampling_of_a_ramp_is_the_ramp():
+    ramp = jnp.arange(4, dtype=jnp.float32)[None, None, :].repeat(4, axis=1)  # [1, 4, 4]
+    up = np.asarray(explain.upsample(ramp, 8))[0, 0]
+    # half-pixel centres: output x maps to input (x + 0.5) / 2 - 0.5, clamped at the edges
+    expected = np.clip((np.arange(8) + 0.5) / 2 - 0.5, 0, 3)
+    np.testing.assert_allclose(up, expected, atol=1e-6)
+
+
+# ----------------------------------------------------------------------- localisation metrics
+
+
+def test_pointing_game_energy_and_iou_on_constructed_maps():
+    heat = np.zeros((8, 8))
+    heat[2:4, 2:4] = 1.0  # a hot square
+    box = [(2, 2, 2, 2)]  # exactly it
+    assert metrics.localisation(heat, box) == {"pointing_game": 1.0, "energy": 1.0, "iou": 1.0}
+    heat[7, 7] = 2.0  # the maximum moves out; energy 4 of 6 inside
+    scores = metrics.localisation(heat, box)
+    assert scores["pointing_game"] == 0.0 and scores["energy"] == pytest.approx(4 / 6)
+    assert scores["iou"] == pytest.approx(4 / 5)  # hot (>= 1.0): 5 pixels, 4 of them the box
+    # several boxes: inside any counts; a box at the border is clipped to the map
+    assert metrics.pointing_game(heat, [(0, 0, 1, 1), (6, 6, 4, 4)])
+    assert metrics.box_mask([(6, 6, 4, 4)], (8, 8)).sum() == 4
+    # an empty map points nowhere
+    empty = np.zeros((8, 8))
+    assert metrics.localisation(empty, box) == {"pointing_game": 0.0, "energy": 0.0, "iou": 0.0}
+
+
+def test_boxes_rescale_with_the_image():
+    assert metrics.scale_boxes([(100, 50, 20, 10)], (1024, 512), 256) == [(25, 25, 5, 5)]
+
+
+def test_summary_confidence_intervals():
+    per_image = [{"pointing_game": float(i < 7), "energy": e, "iou": e / 2}
+                 for i, e in enumerate(np.linspace(0.1, 0.9, 10))]  # fmt: skip
+    out = metrics.summarise(per_image)
+    assert out["n"] == 10 and out["pointing_game"]["mean"] == 0.7
+    low, high = out["pointing_game"]["ci"]  # Wilson 95% for 7 of 10: 0.397-0.892
+    assert low == pytest.approx(0.3968, abs=1e-4) and high == pytest.approx(0.8922, abs=1e-4)
+    low, high = out["energy"]["ci"]  # t(9) interval around 0.5
+    assert out["energy"]["mean"] == pytest.approx(0.5)
+    assert high - 0.5 == pytest.approx(2.262157 * np.std(np.linspace(0.1, 0.9, 10), ddof=1)
+                                       / np.sqrt(10), rel=1e-5)  # fmt: skip
