@@ -110,6 +110,33 @@ def test_bilinear_upsampling_of_a_ramp_is_the_ramp():
     np.testing.assert_allclose(up, expected, atol=1e-6)
 
 
+def test_guided_backprop_passes_only_positive_gradients_through_active_units():
+    """y = w2 . relu(W1 x): by the guided rule the hidden gradient w2 survives only where the
+    unit was active and w2 > 0, so dy/dx = W1^T (w2 * [pre > 0] * [w2 > 0])."""
+    from jcxr.models.activations import relu
+
+    rng = np.random.default_rng(3)
+    w1, w2 = rng.normal(size=(6, 12)), rng.normal(size=(6,))
+
+    class Mlp(nnx.Module):
+        def __call__(self, x):
+            hidden = relu(x.reshape(x.shape[0], -1) @ jnp.asarray(w1.T, jnp.float32))
+            return (hidden @ jnp.asarray(w2, jnp.float32))[:, None]
+
+    x = jnp.asarray(rng.normal(size=(3, 2, 2, 3)), jnp.float32)
+    pre = np.asarray(x).reshape(3, -1) @ w1.T
+    guided = (w2 * (pre > 0) * (w2 > 0)) @ w1
+    got = np.asarray(explain.guided_backprop(Mlp(), x)).reshape(3, -1)
+    np.testing.assert_allclose(got, guided, rtol=1e-5, atol=1e-6)
+    plain = np.asarray(jax.grad(lambda v: jnp.sum(Mlp()(v)))(x)).reshape(3, -1)
+    np.testing.assert_allclose(plain, (w2 * (pre > 0)) @ w1, rtol=1e-5, atol=1e-6)
+    assert np.abs(plain - got).max() > 0.1  # outside the guided block, ordinary gradients
+    model = models.create("efficientnet_b0", num_outputs=1, rngs=nnx.Rngs(0))  # SiLU too
+    model.eval()
+    images = jnp.asarray(rng.normal(size=(1, 32, 32, 3)), jnp.float32)
+    assert np.isfinite(np.asarray(explain.guided_backprop(model, images))).all()
+
+
 # ----------------------------------------------------------------------- localisation metrics
 
 

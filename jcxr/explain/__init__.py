@@ -12,6 +12,9 @@ or eagerly):
   ``exp(logit)`` scales a map without changing its shape (dropped, as pytorch-grad-cam does).
 * :func:`cam` (Zhou et al. 2016): for global-average-pooled linear heads, the head's weights
   applied to the feature map.
+* :func:`guided_backprop` (Springenberg et al. 2015): the output's gradient with respect to
+  the input pixels, every ReLU (and SiLU) passing back only positive gradients where its input
+  was positive (:mod:`jcxr.models.activations`).
 
 Maps come back at the feature map's size and are brought to the input resolution by
 :func:`upsample` (bilinear, ``jax.image.resize``, half-pixel centres as in PIL/OpenCV). The
@@ -23,9 +26,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jcxr.models import activations
 from jcxr.models.layers import LinearHead
 
-__all__ = ["cam", "grad_cam", "grad_cam_plus_plus", "upsample"]
+__all__ = ["cam", "grad_cam", "grad_cam_plus_plus", "guided_backprop", "upsample"]
 
 
 def _feature_gradients(model, images, output: int):
@@ -75,3 +79,10 @@ def cam(model, images, output: int = 0):
 def upsample(maps, size: int):
     """Maps ``[B, h, w]`` to ``[B, size, size]`` by bilinear interpolation."""
     return jax.image.resize(maps, (maps.shape[0], size, size), method="bilinear")
+
+
+def guided_backprop(model, images, output: int = 0):
+    """Guided backpropagation ``[B, H, W, 3]``: d logit_output / d images under the guided
+    ReLU rule (traced here, inside the guided block)."""
+    with activations.guided():
+        return jax.grad(lambda x: jnp.sum(model(x).astype(jnp.float32)[:, output]))(images)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
 from jcxr.models.layers import avg_pool, conv, make_head, max_pool
 
@@ -30,8 +30,8 @@ class DenseLayer(nnx.Module):
         self.conv2 = conv(BN_SIZE * growth, growth, 3, dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
-        y = self.conv1(jax.nn.relu(self.norm1(x)))
-        return self.conv2(jax.nn.relu(self.norm2(y)))
+        y = self.conv1(relu(self.norm1(x)))
+        return self.conv2(relu(self.norm2(y)))
 
 
 class DenseBlock(nnx.Module):
@@ -61,7 +61,7 @@ class Transition(nnx.Module):
         self.conv = conv(in_features, out_features, 1, dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
-        return avg_pool(self.conv(jax.nn.relu(self.norm(x))), 2, 2)
+        return avg_pool(self.conv(relu(self.norm(x))), 2, 2)
 
 
 class Features(nnx.Module):
@@ -84,7 +84,7 @@ class Features(nnx.Module):
         self.num_features = n
 
     def __call__(self, x):
-        x = max_pool(jax.nn.relu(self.norm0(self.conv0(x))), 3, 2, 1)
+        x = max_pool(relu(self.norm0(self.conv0(x))), 3, 2, 1)
         for i in range(self.num_blocks):
             x = getattr(self, f"denseblock{i + 1}")(x)
             if i < self.num_blocks - 1:
@@ -119,7 +119,7 @@ class DenseNet(nnx.Module):
 
     def feature_map(self, x):
         """``[B, H, W, 3] -> [B, H / 32, W / 32, C]``; torchvision's ReLU after norm5 included."""
-        return jax.nn.relu(self.features(x))
+        return relu(self.features(x))
 
     def __call__(self, x):
         return self.head(self.feature_map(x)).astype(jnp.float32)

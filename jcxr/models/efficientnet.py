@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jcxr.models.activations import silu
 from jcxr.models.layers import ConvNormAct, Sequential, StochasticDepth, conv, make_head
 
 # name -> (width multiplier, depth multiplier, classifier dropout)
@@ -61,7 +62,7 @@ class SqueezeExcitation(nnx.Module):
 
     def __call__(self, x):
         scale = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
-        scale = jax.nn.sigmoid(self.fc2(jax.nn.silu(self.fc1(scale))))
+        scale = jax.nn.sigmoid(self.fc2(silu(self.fc1(scale))))
         return x * scale
 
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jcxr.models.activations import relu, silu
 from jcxr.models.batchnorm import BatchNorm
 
 Array = jax.Array
@@ -185,7 +186,7 @@ class ConvNormAct(Sequential):
         *,
         stride: int = 1,
         groups: int = 1,
-        activation: Callable | None = jax.nn.silu,
+        activation: Callable | None = silu,
         bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-5,
         dtype=jnp.float32,
@@ -279,7 +280,7 @@ class ConcatPoolHead(nnx.Module):
     def __call__(self, features: Array) -> Array:
         pooled = jnp.concatenate([global_avg_pool(features), jnp.max(features, axis=(1, 2))], -1)
         x = self.dense1(self.dropout1(self.norm1(pooled)))
-        return self.dense2(self.dropout2(self.norm2(jax.nn.relu(x))))
+        return self.dense2(self.dropout2(self.norm2(relu(x))))
 
 
 class MLPHead(nnx.Module):
@@ -305,7 +306,7 @@ class MLPHead(nnx.Module):
     def __call__(self, features: Array) -> Array:
         x = global_avg_pool(features)
         for layer in self.denses[:-1]:
-            x = self.dropout(jax.nn.relu(layer(x)))
+            x = self.dropout(relu(layer(x)))
         return self.denses[-1](x)
 
 

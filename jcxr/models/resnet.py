@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
 from jcxr.models.layers import Sequential, conv, make_head, max_pool
 
@@ -35,10 +35,10 @@ class BasicBlock(nnx.Module):
         self.downsample = _downsample(in_features, width, stride, dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
-        y = jax.nn.relu(self.bn1(self.conv1(x)))
+        y = relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return jax.nn.relu(y + shortcut)
+        return relu(y + shortcut)
 
 
 class Bottleneck(nnx.Module):
@@ -55,11 +55,11 @@ class Bottleneck(nnx.Module):
         self.downsample = _downsample(in_features, out, stride, dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
-        y = jax.nn.relu(self.bn1(self.conv1(x)))
-        y = jax.nn.relu(self.bn2(self.conv2(y)))
+        y = relu(self.bn1(self.conv1(x)))
+        y = relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return jax.nn.relu(y + shortcut)
+        return relu(y + shortcut)
 
 
 def _downsample(in_features, out_features, stride, *, dtype, rngs):
@@ -105,7 +105,7 @@ class ResNet(nnx.Module):
 
     def feature_map(self, x):
         """``[B, H, W, 3] -> [B, H / 32, W / 32, C]`` feature map before pooling."""
-        x = max_pool(jax.nn.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        x = max_pool(relu(self.bn1(self.conv1(x))), 3, 2, 1)
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def __call__(self, x):
