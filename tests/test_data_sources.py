@@ -400,6 +400,33 @@ def test_phantom_boxes_sit_on_their_lesions_and_change_no_pixel(tmp_path):
         assert window.max() - np.median(window) > 40
 
 
+def test_phantom_effusion_boxes_hold_the_fluid():
+    """The fluid (density 0.48; lung 0.16) fills the lower part of its box, which spans its
+    lung's width and the drawn fluid level's height (15-30% of the lung, plus the meniscus)."""
+    findings = {name: name == "Effusion" for name in phantom.FINDINGS}
+    for seeds in [(1, 2), (3, 4), (5, 6)]:
+        boxes: list = []
+        image = phantom.render(findings, *seeds, boxes).astype(np.float32)
+        ((name, x, y, w, h),) = boxes
+        assert name == "Effusion" and 0 < x < x + w < 512 and 0 < y < y + h < 512
+        rows = slice(int(y + 0.6 * h), int(y + 0.9 * h))  # below the meniscus, above the base
+        fluid = image[rows, int(x + 0.3 * w) : int(x + 0.7 * w)] / 255
+        assert np.mean(np.abs(fluid - 0.48) < 0.1) > 0.9, seeds  # fluid, noise and ribs aside
+        assert 0.12 < h / 512 < 0.25 and 0.2 < w / 512 < 0.4
+
+
+def test_a_new_box_file_version_rewrites_only_the_boxes(tmp_path, monkeypatch):
+    phantom.generate(tmp_path, 12, seed=1, workers=1)
+    images = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "images").iterdir()}
+    (tmp_path / nih.BOXES_NAME).write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\n")
+    phantom.generate(tmp_path, 12, seed=1, workers=1)  # same version: kept as it is
+    assert nih.read_boxes(tmp_path) == {}
+    monkeypatch.setattr(phantom, "BOXES_VERSION", phantom.BOXES_VERSION + 1)
+    phantom.generate(tmp_path, 12, seed=1, workers=1)
+    assert nih.read_boxes(tmp_path) != {}
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "images").iterdir()} == images
+
+
 def test_phantom_folders_get_their_boxes_file_even_when_made_before_it(tmp_path):
     phantom.generate(tmp_path, 12, seed=1, workers=1)
     made = nih.read_boxes(tmp_path)

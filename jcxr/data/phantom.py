@@ -40,6 +40,7 @@ from jcxr.data.workers import pool as workers_pool
 
 NATIVE = 512
 VERSION = 2  # of the drawing: a change here regenerates cached phantoms and their shards
+BOXES_VERSION = 2  # of the box file (2: effusions too): a change rewrites only the boxes
 FINDINGS = ("Nodule", "Mass", "Cardiomegaly", "Effusion")
 PREVALENCE = {"Nodule": 0.3, "Mass": 0.15, "Cardiomegaly": 0.25, "Effusion": 0.2}
 CSV_NAME = "Data_Entry_2017_v2020.csv"
@@ -93,8 +94,9 @@ def render(
 ) -> np.ndarray:
     """One ``[512, 512]`` uint8 radiograph (higher = denser, as in a PNG radiograph).
 
-    ``boxes``: a list to append ``(finding, x, y, w, h)`` to for every nodule and mass, in
-    pixels, as NIH's BBox_List_2017.csv gives them (drawing them changes no pixel)."""
+    ``boxes``: a list to append ``(finding, x, y, w, h)`` to for every nodule, mass and
+    effusion, in pixels, as NIH's BBox_List_2017.csv gives them (drawing them changes no
+    pixel)."""
     prng = np.random.default_rng(patient_seed)  # anatomy and persistent lesions
     irng = np.random.default_rng(image_seed)  # positioning, effusion, noise
     n = NATIVE
@@ -166,8 +168,13 @@ def render(
     if findings["Effusion"]:
         cx, lung = lungs[int(irng.integers(2))]
         level = lung_top + 2 * lung_h * (1 - irng.uniform(0.15, 0.30))
-        meniscus = level - 0.04 * ((x - cx) / (thorax * 0.45)) ** 2
+        half = thorax * 0.45
+        meniscus = level - 0.04 * ((x - cx) / half) ** 2
         img[lung & (y > meniscus)] = 0.48
+        if boxes is not None:  # the fluid: from the meniscus's highest point to the lung base
+            top, bottom = level - 0.04, lung_top + 2 * lung_h
+            boxes.append(("Effusion", (cx - half + dx) * n, (top + dy) * n, 2 * half * n,
+                          (bottom - top) * n))  # fmt: skip
     # Smooth tissue variation and quantum noise.
     coarse = irng.normal(0, 1, (8, 8)).astype(np.float32)
     smooth = np.asarray(Image.fromarray(coarse).resize((n, n), Image.BICUBIC))
@@ -215,7 +222,9 @@ def generate(root: str | Path, num_images: int = 2000, *, seed: int = 0, workers
     stamp = root / ".phantom.json"
     complete = (csv_path.is_file() and stamp.is_file()
                 and stamp.read_text() == signature(num_images, seed))  # fmt: skip
-    if complete and (root / BOXES_NAME).is_file():
+    boxes_stamp = root / ".phantom_boxes.json"
+    boxes_current = boxes_stamp.is_file() and boxes_stamp.read_text() == str(BOXES_VERSION)
+    if complete and (root / BOXES_NAME).is_file() and boxes_current:
         return csv_path
     images = _patients(num_images, seed)
     jobs = [
@@ -237,6 +246,7 @@ def generate(root: str | Path, num_images: int = 2000, *, seed: int = 0, workers
             f"{im['image']},{name},{x:.3f},{y:.3f},{w:.3f},{h:.3f}" for name, x, y, w, h in found
         ]
     atomic_write_text(root / BOXES_NAME, "\n".join(rows) + "\n")
+    atomic_write_text(boxes_stamp, str(BOXES_VERSION))
     if complete:
         return csv_path
     out = io.StringIO()
