@@ -172,3 +172,43 @@ def test_summary_confidence_intervals():
     assert out["energy"]["mean"] == pytest.approx(0.5)
     assert high - 0.5 == pytest.approx(2.262157 * np.std(np.linspace(0.1, 0.9, 10), ddof=1)
                                        / np.sqrt(10), rel=1e-5)  # fmt: skip
+
+
+# ----------------------------------------------------------------------- the command line
+
+
+def test_the_command_line_scores_each_cell_on_the_phantoms_boxes(phantom_shards, tmp_path):
+    import json
+
+    from jcxr.data import nih
+    from jcxr.data.shards import read_index, read_manifest
+    from jcxr.explain.__main__ import main
+    from jcxr.train.sweep import run_sweep
+
+    from .helpers import tiny_config
+
+    root = read_manifest(phantom_shards)["inputs"]["root"]
+    config = tiny_config(phantom_shards, train__epochs=1, data__root=root)
+    config.sweep.resolutions = (32, 48)
+    run_sweep(config, tmp_path)
+    assert main(["--workdir", str(tmp_path), "--images", "5"]) == 0
+    rows = json.loads((tmp_path / "explain" / "localisation.json").read_text())
+    assert [(r["label"], r["resolution"], r["method"]) for r in rows] == [
+        ("Mass", 32, "grad_cam"), ("Mass", 48, "grad_cam")]  # fmt: skip
+    # the images: the test set's first Mass images that have a Mass box, by hand
+    boxes = nih.read_boxes(root)
+    ids = read_index(phantom_shards, 32).image_ids
+    test = np.sort(np.load(tmp_path / "splits" / "Mass.npz")["test"])
+    with_box = [r for r in test if any(b.label == "Mass" for b in boxes.get(ids[r], []))]
+    assert len(with_box) >= 2 and all(r["n"] == min(5, len(with_box)) for r in rows)
+    for r in rows:  # a random map's hit rate is the boxes' share of the image: small, not 0
+        assert 0 < r["random_pointing_game"] < 0.2
+        low, high = r["pointing_game"]["ci"]
+        assert low <= r["pointing_game"]["mean"] <= high
+    overlays = sorted((tmp_path / "explain" / "overlays").glob("*.png"))
+    assert len(overlays) == 2 * min(4, len(with_box))
+    assert (tmp_path / "explain" / "localisation.png").is_file()
+    header = (tmp_path / "explain" / "localisation.csv").read_text().splitlines()[0]
+    assert header.startswith("label,resolution,arch,seed,method,n,pointing_game,")
+    # no boxes: one line and exit status 2
+    assert main(["--workdir", str(tmp_path), "--boxes", str(tmp_path / "none.csv")]) == 2

@@ -154,10 +154,12 @@ class Box:
 
 
 def read_boxes(root: str | Path) -> dict[str, list[Box]]:
-    """``{image_id: [Box, ...]}`` from ``BBox_List_2017.csv`` (or ``.gz``) under ``root``: the
-    release's 984 boxes of 8 findings, or the phantoms' own; ``{}`` when there is none."""
+    """``{image_id: [Box, ...]}`` from ``BBox_List_2017.csv`` (or ``.gz``) under ``root`` (or
+    ``root`` itself, a box file in that layout): the release's 984 boxes of 8 findings, or the
+    phantoms' own; ``{}`` when there is none."""
     root = Path(root)
-    path = next((c for c in (root / BOXES_NAME, root / f"{BOXES_NAME}.gz") if c.is_file()), None)
+    candidates = (root,) if root.is_file() else (root / BOXES_NAME, root / f"{BOXES_NAME}.gz")
+    path = next((c for c in candidates if c.is_file()), None)
     if path is None:
         return {}
     try:

@@ -7,6 +7,8 @@ sizes in images.
 
 from __future__ import annotations
 
+import json
+
 import ml_collections
 
 from jcxr import models
@@ -163,6 +165,20 @@ def defaults() -> ml_collections.ConfigDict:
 
     c.lock()
     return c
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+    """A workdir's ``config.json`` read back as a full config: fields newer than the file keep
+    their defaults; lists become the tuples the fields hold."""
+    config = defaults()
+    for key, value in json.loads(text).items():
+        if not isinstance(value, dict):
+            config[key] = value
+            continue
+        for field, v in value.items():
+            if field in config[key]:
+                config[key][field] = tuple(v) if isinstance(v, list) else v
+    return config
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
