@@ -28,37 +28,26 @@ def guided():
         _GUIDED.reset(token)
 
 
-@jax.custom_vjp
-def _guided_relu(x):
-    return jax.nn.relu(x)
+def _guided(activation):
+    """``activation`` (elementwise) whose backward pass is the guided rule: the incoming
+    gradient times the activation's slope, where both the input and that gradient are > 0."""
+
+    @jax.custom_vjp
+    def rule(x):
+        return activation(x)
+
+    def forward(x):
+        return activation(x), x
+
+    def backward(x, g):
+        slope = jax.jvp(activation, (x,), (jnp.ones_like(x),))[1]
+        return (jnp.where((x > 0) & (g > 0), g * slope, jnp.zeros_like(g)),)
+
+    rule.defvjp(forward, backward)
+    return rule
 
 
-def _relu_forward(x):
-    return jax.nn.relu(x), x
-
-
-def _relu_backward(x, g):
-    return (jnp.where((x > 0) & (g > 0), g, jnp.zeros_like(g)),)
-
-
-_guided_relu.defvjp(_relu_forward, _relu_backward)
-
-
-@jax.custom_vjp
-def _guided_silu(x):
-    return jax.nn.silu(x)
-
-
-def _silu_forward(x):
-    return jax.nn.silu(x), x
-
-
-def _silu_backward(x, g):
-    slope = jax.grad(lambda v: jnp.sum(jax.nn.silu(v)))(x)
-    return (jnp.where((x > 0) & (g > 0), g * slope, jnp.zeros_like(g)),)
-
-
-_guided_silu.defvjp(_silu_forward, _silu_backward)
+_guided_relu, _guided_silu = _guided(jax.nn.relu), _guided(jax.nn.silu)
 
 
 def relu(x):
