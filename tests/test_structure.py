@@ -26,7 +26,7 @@ LAYERS = {
     "jcxr.summary": 3.5,  # words about results: reads results, read by the report
     "jcxr.tracking": 4,
     "jcxr.explain": 4.5,  # maps and localisation: reads models, read by the report
-    "jcxr.explain.__main__": 6,  # its command line restores the trainer's checkpoints
+    "jcxr.explain.__main__": 7,  # its command line restores the trainer's checkpoints
     "jcxr.report": 5,
     "jcxr.train": 6,
 }

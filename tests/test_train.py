@@ -305,8 +305,8 @@ def test_nan_loss_fails_the_cell_with_a_diagnostic_and_the_sweep_continues(
 def test_epoch_train_loss_is_the_mean_of_every_step_loss(phantom_shards, tmp_path, monkeypatch):
     losses, original = [], Steps.step
 
-    def step(self, pixels, labels, step):
-        out = original(self, pixels, labels, step)
+    def step(self, pixels, labels, step, views=None):
+        out = original(self, pixels, labels, step, views)
         losses.append(float(out["loss"]))
         return out
 
