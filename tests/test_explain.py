@@ -177,7 +177,9 @@ def test_summary_confidence_intervals():
 # ----------------------------------------------------------------------- the command line
 
 
-def test_the_command_line_scores_each_cell_on_the_phantoms_boxes(phantom_shards, tmp_path):
+def test_the_sweep_and_the_command_line_score_each_cell_on_the_boxes(phantom_shards, tmp_path):
+    """config.eval.localise runs it after training (its figure in the report); the command line
+    run again on the workdir gives the same table."""
     import json
 
     from jcxr.data import nih
@@ -187,12 +189,16 @@ def test_the_command_line_scores_each_cell_on_the_phantoms_boxes(phantom_shards,
 
     from .helpers import tiny_config
 
-    root = read_manifest(phantom_shards)["inputs"]["root"]
-    config = tiny_config(phantom_shards, train__epochs=1, data__root=root)
+    root = read_manifest(phantom_shards)["inputs"]["root"]  # data.root found from the shards
+    config = tiny_config(phantom_shards, train__epochs=1, eval__localise=True,
+                         eval__localise_images=5)  # fmt: skip
     config.sweep.resolutions = (32, 48)
     run_sweep(config, tmp_path)
-    assert main(["--workdir", str(tmp_path), "--images", "5"]) == 0
     rows = json.loads((tmp_path / "explain" / "localisation.json").read_text())
+    html = (tmp_path / "report.html").read_text()
+    assert "Where the network looks" in html and "pointing game" in html
+    assert main(["--workdir", str(tmp_path), "--images", "5"]) == 0
+    assert json.loads((tmp_path / "explain" / "localisation.json").read_text()) == rows
     assert [(r["label"], r["resolution"], r["method"]) for r in rows] == [
         ("Mass", 32, "grad_cam"), ("Mass", 48, "grad_cam")]  # fmt: skip
     # the images: the test set's first Mass images that have a Mass box, by hand

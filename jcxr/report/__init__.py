@@ -56,6 +56,9 @@ def build_report(workdir: str | Path) -> tuple[Path, list[Path]]:
             continue
         name = label.replace(" ", "_")
         figures["training"].append(fig.training_curves(label, mine, out / f"training_{name}.png"))
+    localisation = workdir / "explain" / "localisation.png"
+    if localisation.is_file():  # written by python -m jcxr.explain or config.eval.localise
+        figures["localisation"] = [localisation]
     report = workdir / "report.html"
     atomic_write_text(report, page(results, config, figures, examples, manifest))
     return report, [f for group in figures.values() for f in group]

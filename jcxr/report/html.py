@@ -42,6 +42,7 @@ def page(results: SweepResult, config: dict, figures: dict[str, list[Path]],
         _seen(figures["seen"], examples),
         _comparisons(results, figures["overview"] + figures["pvalues"]),
         _section("roc", "ROC curves", _images(figures["roc"])),
+        _localisation(figures.get("localisation", [])),
         _section("training", "How each cell trained", _images(figures["training"])),
         _cells(results),
         _methods(config, results, manifest),
@@ -138,6 +139,17 @@ def _comparisons(results: SweepResult, heatmaps: list[Path]) -> str:
             f"{power}"
         )
     return _section("comparisons", "Resolution comparisons", "".join(parts) + _images(heatmaps))
+
+
+def _localisation(paths: list[Path]) -> str:
+    if not paths:
+        return ""
+    note = ("<p>Grad-CAM of each cell's best network on test images that hold its finding, "
+            "scored against their boxes: the pointing game's hit rate (95% CI) by resolution, "
+            "beside a random map's (dotted). A high AUC with a low hit rate means the network "
+            "decides on something other than the boxed finding. Overlays and the full table "
+            "(energy, IoU): <code>explain/</code> in the workdir.</p>")  # fmt: skip
+    return _section("localisation", "Where the network looks", note + _images(paths))
 
 
 def _cells(results: SweepResult) -> str:

@@ -139,6 +139,11 @@ def defaults() -> ml_collections.ConfigDict:
     c.eval.noninferiority_margin = 0.01
     c.eval.noninferiority_reference = 0
     c.eval.noninferiority_procedure = "fixed_sequence"
+    # After training: where each cell's network looks (Grad-CAM), scored against the data's
+    # boxes (NIH's BBox_List_2017.csv, or the phantoms' own) on up to this many test images per
+    # cell; the report and W&B show it. Skipped where the data has no boxes.
+    c.eval.localise = False
+    c.eval.localise_images = 16
     # denominator of the AUC ratio figure (Sabottke & Spieler 2020 Fig 3)
     c.eval.reference_resolution = 320
 

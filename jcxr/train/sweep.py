@@ -109,6 +109,8 @@ def run_sweep(
                          provenance(config, started, time.time()), observers)  # fmt: skip
     if primary:
         result.save(workdir)
+        if config.eval.localise:
+            _localise(config, workdir, shard_dir, tracker.info)
         from jcxr.report import build_report
 
         report, figures = build_report(workdir)
@@ -121,6 +123,19 @@ def run_sweep(
 
         multihost_utils.sync_global_devices("jcxr: sweep written")
     return result
+
+
+def _localise(config, workdir: Path, shard_dir: Path, log) -> None:
+    """Where each cell looks, scored against boxes (:mod:`jcxr.train.localise`), if the data
+    has any."""
+    from jcxr.data import nih
+    from jcxr.train.localise import data_root_of, localise
+
+    root = data_root_of(config, shard_dir, workdir)
+    if not nih.read_boxes(root):
+        log(f"localisation: no box file under {root}; skipped")
+        return
+    localise(workdir, images=config.eval.localise_images, log=log)
 
 
 def _across_seeds(config, workdir, todo, results, arch, data, first) -> Comparison | None:

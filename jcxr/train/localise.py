@@ -1,0 +1,171 @@
+"""A sweep's cells scored against boxes: where each network looks, at every resolution.
+
+For every finished cell (or the ones named), its best checkpoint maps up to N test images that
+hold the cell's finding and have boxes of it (the same images at every resolution); each map,
+brought to the input resolution, is scored against the boxes rescaled to it
+(:mod:`jcxr.explain.metrics`). A uniform random map's hit rate in the pointing game is the
+boxes' share of the image: it is reported beside each hit rate. Writes
+``W/explain/localisation.json`` and ``.csv``, ``W/explain/overlays/*.png`` (image, heat map,
+boxes) and ``W/explain/localisation.png`` (hit rate against resolution, per finding). Used by
+``python -m jcxr.explain`` and, with ``config.eval.localise``, by the sweep.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import types
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jcxr import explain
+from jcxr._io import atomic_write_text
+from jcxr.data import nih
+from jcxr.data.shards import read_index, read_manifest, read_pixels
+from jcxr.explain import metrics
+from jcxr.models import normalise
+from jcxr.results import SweepResult
+from jcxr.train.build import build_steps
+from jcxr.train.checkpoints import Checkpoints
+from jcxr.train.config import from_json as config_from_json
+from jcxr.train.optim import make_optimizer
+
+METHODS = {"grad_cam": explain.grad_cam, "grad_cam_plus_plus": explain.grad_cam_plus_plus,
+           "cam": explain.cam}  # fmt: skip
+OVERLAYS = 4  # per cell
+
+
+def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16,
+             method: str = "grad_cam", log=print) -> list[dict]:  # fmt: skip
+    """Score every chosen cell's maps against the boxes; write the outputs; return the rows."""
+    config = config_from_json((workdir / "config.json").read_text())
+    results = SweepResult.load(workdir)
+    shard_dir = Path(config.data.shards or workdir / "shards")
+    data_root = data_root_of(config, shard_dir, workdir)
+    found = nih.read_boxes(boxes or data_root)
+    if not found:
+        raise FileNotFoundError(f"no boxes in {boxes or data_root}: pass --boxes FILE")
+    chosen = [c for c in results.cells if c.done and c.cell.fold is None and not c.folds
+              and (not cells or c.cell.id in cells)]  # fmt: skip
+    out_dir = workdir / "explain"
+    (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for result in chosen:
+        cell = result.cell
+        records, ids = _images_with_boxes(workdir, shard_dir, cell, found, images)
+        if not len(records):
+            log(f"{cell.id}: no test image with a {cell.label} box; skipped")
+            continue
+        model = _best_model(config, workdir, cell)
+        pixels = read_pixels(shard_dir, cell.resolution, records)
+        x = normalise(jnp.asarray(pixels, jnp.float32) / 255.0)
+        heat = np.asarray(explain.upsample(METHODS[method](model, x), cell.resolution))
+        sizes = nih.image_sizes(data_root, ids)
+        scored, chance = [], []
+        for k, image in enumerate(ids):
+            if image not in sizes:  # boxes are in the image file's pixels: it must be there
+                raise FileNotFoundError(f"{data_root}: no image file {image} to scale boxes by")
+            side = sizes[image]
+            drawn = [(b.x, b.y, b.width, b.height) for b in found[image] if b.label == cell.label]
+            scaled = metrics.scale_boxes(drawn, side, cell.resolution)
+            scored.append(metrics.localisation(heat[k], scaled))
+            chance.append(float(metrics.box_mask(scaled, heat[k].shape).mean()))
+            if k < OVERLAYS:
+                _overlay(pixels[k], heat[k], scaled, out_dir / "overlays" / f"{cell.id}__{image}")
+        summary = metrics.summarise(scored)
+        rows.append({"label": cell.label, "resolution": cell.resolution, "arch": cell.arch,
+                     "seed": cell.seed, "method": method, **summary,
+                     "random_pointing_game": float(np.mean(chance))})  # fmt: skip
+        log(f"{cell.id}: pointing game {summary['pointing_game']['mean']:.2f} "
+            f"(random map {np.mean(chance):.2f}) on {len(ids)} images")  # fmt: skip
+    atomic_write_text(out_dir / "localisation.json", json.dumps(rows, indent=2))
+    atomic_write_text(out_dir / "localisation.csv", _csv(rows))
+    if rows:
+        _figure(rows, out_dir / "localisation.png")
+    return rows
+
+
+def _images_with_boxes(workdir, shard_dir, cell, found, limit):
+    """The cell's test (else validation) records holding its finding with a box of it."""
+    splits = np.load(workdir / "splits" / f"{cell.label.replace(' ', '_')}.npz")
+    records = splits["test"] if "test" in splits.files and len(splits["test"]) else splits["val"]
+    ids = read_index(shard_dir, cell.resolution).image_ids
+    kept = [r for r in np.sort(records)
+            if any(b.label == cell.label for b in found.get(ids[r], []))][:limit]  # fmt: skip
+    return np.asarray(kept, np.int64), [str(ids[r]) for r in kept]
+
+
+def _best_model(config, workdir: Path, cell):
+    """The cell's network at its best epoch, in eval mode."""
+    tx = make_optimizer(config.optim, 1, config.train.epochs)
+    steps = build_steps(config, cell, types.SimpleNamespace(positive_weight=1.0), tx,
+                        log=lambda *_: None)  # fmt: skip
+    best = Checkpoints(workdir / "cells" / cell.id, "best", keep=2, log=lambda *_: None)
+    best.restore(steps)
+    best.close()
+    return nnx.merge(steps.eval_graph, jax.device_get(steps.params), jax.device_get(steps.others))
+
+
+def _overlay(grey, heat, boxes, path: Path) -> None:
+    from jcxr.report.figures import pyplot, save
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(3, 3))
+    ax.imshow(grey, cmap="gray")
+    ax.imshow(heat, cmap="jet", alpha=0.4)
+    for x, y, w, h in boxes:
+        ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, color="lime", lw=1.5))
+    ax.set_axis_off()
+    save(fig, path.with_suffix(".png"))
+
+
+def _figure(rows, path: Path) -> None:
+    from jcxr.report.figures import pyplot, save
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label in dict.fromkeys(r["label"] for r in rows):
+        mine = sorted((r for r in rows if r["label"] == label), key=lambda r: r["resolution"])
+        x = [r["resolution"] for r in mine]
+        y = [r["pointing_game"]["mean"] for r in mine]
+        err = np.abs(np.array([r["pointing_game"]["ci"] for r in mine]).T - y)
+        line = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{label}")
+        ax.plot(x, [r["random_pointing_game"] for r in mine], linestyle=":",
+                color=line[0].get_color(), label=f"{label}: a random map")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("input resolution (px)")
+    ax.set_ylabel("pointing game hit rate (95% CI)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Where the network looks, by resolution")
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def _csv(rows) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["label", "resolution", "arch", "seed", "method", "n", "pointing_game",
+                     "pointing_game_low", "pointing_game_high", "random_pointing_game",
+                     "energy", "iou"])  # fmt: skip
+    for r in rows:
+        hits = r["pointing_game"]
+        writer.writerow([r["label"], r["resolution"], r["arch"], r["seed"], r["method"], r["n"],
+                         hits["mean"], *hits["ci"], r["random_pointing_game"],
+                         r["energy"]["mean"], r["iou"]["mean"]])  # fmt: skip
+    return buffer.getvalue()
+
+
+def data_root_of(config, shard_dir: Path, workdir: Path) -> Path:
+    """Where the images and their box file are: ``data.root``, else where the shards were made
+    from, else the phantoms' default folder."""
+    if config.data.root:
+        return Path(config.data.root)
+    try:
+        return Path(read_manifest(shard_dir)["inputs"]["root"])
+    except (OSError, KeyError, ValueError):
+        return workdir / "phantoms"
