@@ -6,15 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from jcxr.data import phantom_observer
 from jcxr.data.label_data import LabelData
 from jcxr.data.shards import read_pixels
 from jcxr.results import Comparison
 from jcxr.stats import delong
-
-Z95 = 1.959963984540054
 
 
 def reference_observer(config, shards: Path, data: LabelData, comp: Comparison) -> dict | None:
@@ -28,8 +25,8 @@ def reference_observer(config, shards: Path, data: LabelData, comp: Comparison) 
     labels = data.labels[records]
     for resolution in comp.resolutions:
         scores = phantom_observer.scores(read_pixels(shards, resolution, records), comp.label)
-        auc, se = float(roc_auc_score(labels, scores)), float(delong(labels, scores).se[0])
-        out["auc"].append(auc)
-        out["se"].append(se)
-        out["ci"].append([max(auc - Z95 * se, 0.0), min(auc + Z95 * se, 1.0)])
+        result = delong(labels, scores)  # AUC, its SD and the clipped 95% normal CI
+        out["auc"].append(float(result.auc[0]))
+        out["se"].append(float(result.se[0]))
+        out["ci"].append([float(v) for v in result.ci[0]])
     return out
