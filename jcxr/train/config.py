@@ -193,6 +193,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if value not in options:
             raise ValueError(f"config.{field} = {value!r}; expected one of {list(options)}")
 
+    def count(field, value, minimum, expected):
+        """A whole number >= ``minimum`` (a bool is not one)."""
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"config.{field} = {value!r}; expected {expected}")
+
     check_source(config.data.source, field="config.data.source")
     choice("data.split_by", config.data.split_by, ("patient", "image"))
     choice("data.test_split", config.data.test_split, ("random", "official"))
@@ -222,8 +227,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 "config.train.unit = 'study' trains on studies; evaluate them as studies too: "
                 "set config.eval.study_level = True"
             )
-        if isinstance(config.train.views, bool) or not config.train.views >= 1:
-            raise ValueError(f"config.train.views = {config.train.views!r}; expected >= 1")
+        count("train.views", config.train.views, 1, ">= 1")
     choice("parallel.placement", config.parallel.placement, PLACEMENTS)
     choice("parallel.distributed", config.parallel.distributed, ("auto", "on", "off"))
     choice("parallel.device_dataset", config.parallel.device_dataset, ("auto", "on", "off"))
@@ -239,11 +243,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"effective_batch_size = {t.effective_batch_size}"
         )
     group = config.model.batchnorm_group
-    if isinstance(group, bool) or not isinstance(group, int) or group < 0:
-        raise ValueError(
-            f"config.model.batchnorm_group = {group!r}; expected 0 (the microbatch) or a number "
-            "of images >= 1"
-        )
+    count("model.batchnorm_group", group, 0, "0 (the microbatch) or a number of images >= 1")
     if group == 0 and m == "auto":
         raise ValueError(
             "config.train.microbatch_size = 'auto' with config.model.batchnorm_group = 0: the "
@@ -256,11 +256,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 f"config.train.{field} = {size} is not a whole number of BatchNorm groups "
                 f"(config.model.batchnorm_group = {group})"
             )
-    precise = t.precise_bn_images
-    if isinstance(precise, bool) or not isinstance(precise, int) or precise < 0:
-        raise ValueError(
-            f"config.train.precise_bn_images = {precise!r}; expected 0 (off) or a number of images"
-        )
+    count("train.precise_bn_images", t.precise_bn_images, 0, "0 (off) or a number of images")
     k = config.data.folds
     if isinstance(k, bool) or not isinstance(k, int) or k == 1 or k < 0:
         raise ValueError(
@@ -301,9 +297,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config.logging.wandb_init_timeout = {config.logging.wandb_init_timeout}; expected "
             "a number of seconds > 0"
         )
-    if isinstance(t.patience, bool) or not isinstance(t.patience, int) or t.patience < 1:
-        raise ValueError(
-            f"config.train.patience = {t.patience!r}; expected a number of epochs >= 1"
-        )
+    count("train.patience", t.patience, 1, "a number of epochs >= 1")
     if t.epochs < 1:
         raise ValueError(f"config.train.epochs must be >= 1; got {t.epochs}")
