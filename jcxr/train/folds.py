@@ -39,17 +39,20 @@ def fold_cells(cell: Cell, folds: int) -> list[Cell]:
     return [dataclasses.replace(cell, fold=k) for k in range(folds)] or [cell]
 
 
+def splits_path(workdir: Path, label: str, fold: int | None = None) -> Path:
+    """``splits/LABEL.npz`` (hold-out) or ``splits/LABEL__fK.npz`` (fold K)."""
+    stem = label.replace(" ", "_") + ("" if fold is None else f"__f{fold}")
+    return workdir / "splits" / f"{stem}.npz"
+
+
 def save_splits(workdir: Path, data: LabelData) -> None:
     """The records each cell of ``data.label`` trains, validates and tests on, as the run used
-    them: ``splits/LABEL.npz`` (hold-out) or ``splits/LABEL__fK.npz`` per fold."""
-    name = data.label.replace(" ", "_")
-    tasks = {name: data} if not data.folds else {
-        f"{name}__f{k}": data.fold(k) for k in range(len(data.folds))
-    }  # fmt: skip
+    them (:func:`splits_path`: one file for hold-out, one per fold)."""
+    tasks = {None: data} if not data.folds else {k: data.fold(k) for k in range(len(data.folds))}
     (workdir / "splits").mkdir(exist_ok=True)
-    for stem, task in tasks.items():
+    for fold, task in tasks.items():
         parts = {split: rows.astype(np.int64) for split, rows in task.splits.items()}
-        _save_npz(workdir / "splits" / f"{stem}.npz", parts)
+        _save_npz(splits_path(workdir, data.label, fold), parts)
 
 
 def pool(workdir: Path, cell: Cell, results: list[CellResult], data: LabelData, *,

@@ -33,6 +33,7 @@ from jcxr.results import SweepResult
 from jcxr.train.build import build_steps
 from jcxr.train.checkpoints import Checkpoints
 from jcxr.train.config import from_json as config_from_json
+from jcxr.train.folds import splits_path
 from jcxr.train.optim import make_optimizer
 
 METHODS = {"grad_cam": explain.grad_cam, "grad_cam_plus_plus": explain.grad_cam_plus_plus,
@@ -55,9 +56,13 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16,
     out_dir = workdir / "explain"
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     rows = []
+    per_label = {}  # the same images, and their file sizes, at every resolution of a label
     for result in chosen:
         cell = result.cell
-        records, ids = _images_with_boxes(workdir, shard_dir, cell, found, images)
+        if cell.label not in per_label:
+            per_label[cell.label] = _images_with_boxes(workdir, shard_dir, data_root, cell,
+                                                       found, images)  # fmt: skip
+        records, ids, sizes = per_label[cell.label]
         if not len(records):
             log(f"{cell.id}: no test image with a {cell.label} box; skipped")
             continue
@@ -65,11 +70,8 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16,
         pixels = read_pixels(shard_dir, cell.resolution, records)
         x = normalise(jnp.asarray(pixels, jnp.float32) / 255.0)
         heat = np.asarray(explain.upsample(METHODS[method](model, x), cell.resolution))
-        sizes = nih.image_sizes(data_root, ids)
         scored, chance = [], []
         for k, image in enumerate(ids):
-            if image not in sizes:  # boxes are in the image file's pixels: it must be there
-                raise FileNotFoundError(f"{data_root}: no image file {image} to scale boxes by")
             side = sizes[image]
             drawn = [(b.x, b.y, b.width, b.height) for b in found[image] if b.label == cell.label]
             scaled = metrics.scale_boxes(drawn, side, cell.resolution)
@@ -90,14 +92,22 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16,
     return rows
 
 
-def _images_with_boxes(workdir, shard_dir, cell, found, limit):
-    """The cell's test (else validation) records holding its finding with a box of it."""
-    splits = np.load(workdir / "splits" / f"{cell.label.replace(' ', '_')}.npz")
+def _images_with_boxes(workdir, shard_dir, data_root, cell, found, limit):
+    """The first ``limit`` test (else validation) records of ``cell``'s label with a box of it
+    (the same at every resolution): the records, their image ids and their files' (width,
+    height), which the boxes are in."""
+    label = cell.label
+    splits = np.load(splits_path(workdir, label))
     records = splits["test"] if "test" in splits.files and len(splits["test"]) else splits["val"]
     ids = read_index(shard_dir, cell.resolution).image_ids
     kept = [r for r in np.sort(records)
-            if any(b.label == cell.label for b in found.get(ids[r], []))][:limit]  # fmt: skip
-    return np.asarray(kept, np.int64), [str(ids[r]) for r in kept]
+            if any(b.label == label for b in found.get(ids[r], []))][:limit]  # fmt: skip
+    names = [str(ids[r]) for r in kept]
+    sizes = nih.image_sizes(data_root, names)
+    missing = [name for name in names if name not in sizes]
+    if missing:  # boxes are in the image file's pixels: it must be there
+        raise FileNotFoundError(f"{data_root}: no image file {missing[0]} to scale boxes by")
+    return np.asarray(kept, np.int64), names, sizes
 
 
 def _best_model(config, workdir: Path, cell):
