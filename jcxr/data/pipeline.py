@@ -151,14 +151,14 @@ class StudyLoader(Loader):
         if self.studies is None:
             raise DataError("training by study needs study IDs (only CheXpert has studies)")
         ids = self.studies[self.records]
-        _, first, counts = np.unique(ids, return_index=True, return_counts=True)
-        order = np.argsort(ids, kind="stable")  # records of a study together, ascending
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        units = np.full((len(first), self.views), -1, np.int64)
-        for row, (start, count) in enumerate(zip(starts, counts, strict=True)):
-            kept = self.records[order[start : start + min(count, self.views)]]
-            units[row, : len(kept)] = kept
-        self.dropped_views = int(np.sum(np.maximum(counts - self.views, 0)))
+        _, study, counts = np.unique(ids, return_inverse=True, return_counts=True)
+        order = np.argsort(study, kind="stable")  # records of a study together, ascending
+        starts = np.cumsum(counts) - counts
+        slot = np.arange(len(order)) - np.repeat(starts, counts)  # a view's place in its study
+        kept = slot < self.views
+        units = np.full((len(counts), self.views), -1, np.int64)
+        units[study[order][kept], slot[kept]] = self.records[order][kept]
+        self.dropped_views = int(np.sum(~kept))
         return units[np.argsort(units[:, 0])]  # studies in order of their first record
 
     def targets(self, records: np.ndarray) -> dict:
