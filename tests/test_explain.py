@@ -9,6 +9,13 @@ from flax import nnx
 
 from jcxr import explain, models
 from jcxr.explain import metrics
+from tests.golden.random_weights import (
+    CAM_CASES,
+    CAM_RESOLUTION,
+    FIXTURES,
+    random_input,
+    random_state_dict,
+)
 
 
 class Small(nnx.Module):
@@ -28,6 +35,11 @@ class Small(nnx.Module):
     def head(self, features):
         flat = features.reshape(features.shape[0], -1)
         return jnp.tanh(flat @ self.hidden[...]) @ self.out[...]
+
+    arch = "small"
+
+    def stages(self):
+        return [("project", self.feature_map)]
 
     def __call__(self, x):
         return self.head(self.feature_map(x))
@@ -55,11 +67,23 @@ def small():
         yield model, images, features, grads
 
 
+def numpy_map(method, features, grads):
+    """Grad-CAM (the gradient's spatial mean as channel weights) or Grad-CAM++ (pytorch-grad-
+    cam's closed form) from ``[B, h, w, C]`` activations and gradients, ReLU'd."""
+    if method == "grad_cam":
+        weights = grads.mean(axis=(1, 2))
+    else:
+        g2, g3 = grads**2, grads**3
+        total = features.sum(axis=(1, 2), keepdims=True)
+        alpha = np.where(grads != 0, g2 / (2 * g2 + total * g3 + 1e-6), 0)
+        weights = (alpha * np.maximum(grads, 0)).sum(axis=(1, 2))
+    return np.maximum(np.einsum("bhwc,bc->bhw", features, weights), 0)
+
+
 def test_grad_cam_is_its_definition_by_finite_differences(small):
     model, images, features, grads = small
     assert grads.std(axis=(1, 2)).max() > 1e-2  # the gradient varies over positions
-    weights = grads.mean(axis=(1, 2))
-    expected = np.maximum(np.einsum("bhwc,bc->bhw", features, weights), 0)
+    expected = numpy_map("grad_cam", features, grads)
     got = np.asarray(explain.grad_cam(model, images, output=1))
     assert got.shape == (2, 4, 4) and expected.max() > 0.1 and (expected == 0).any()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -68,11 +92,7 @@ def test_grad_cam_is_its_definition_by_finite_differences(small):
 def test_grad_cam_plus_plus_is_its_closed_form(small):
     """pytorch-grad-cam's formula, on finite-difference gradients."""
     model, images, features, grads = small
-    g2, g3 = grads**2, grads**3
-    total = features.sum(axis=(1, 2), keepdims=True)
-    alpha = np.where(grads != 0, g2 / (2 * g2 + total * g3 + 1e-7), 0)
-    weights = (alpha * np.maximum(grads, 0)).sum(axis=(1, 2))
-    expected = np.maximum(np.einsum("bhwc,bc->bhw", features, weights), 0)
+    expected = numpy_map("grad_cam_plus_plus", features, grads)
     got = np.asarray(explain.grad_cam_plus_plus(model, images, output=1))
     assert expected.max() > 0.01
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
@@ -91,6 +111,70 @@ def test_cam_and_grad_cam_agree_for_an_average_pooled_linear_head():
     concat = models.create("resnet_tiny", num_outputs=1, head="concat_pool")
     with pytest.raises(ValueError, match="CAM needs a global-average-pooled linear head"):
         explain.cam(concat, images)
+
+
+CAM_LAYERS = [(arch, layer) for arch, layers in CAM_CASES.items() for layer in layers]
+
+
+@pytest.fixture(scope="module")
+def torch_maps():
+    return dict(np.load(FIXTURES / "cam.npz"))
+
+
+@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_plus_plus"])
+@pytest.mark.parametrize("arch,layer", CAM_LAYERS)
+def test_maps_equal_pytorch_grad_cam_on_torchvision_weights(arch, layer, method, torch_maps):
+    """pytorch-grad-cam on torchvision's model with the same weights (tests/golden/
+    generate_cam.py): the map at the layer's size, and its output, normalised per image and
+    resized bilinearly (OpenCV) to the input size."""
+    model = models.from_torchvision(arch, random_state_dict(arch))
+    model.eval()
+    x = jnp.asarray(random_input(CAM_RESOLUTION).transpose(0, 2, 3, 1))
+    key = f"{arch}/{layer}/{method}"
+    raw, scaled = torch_maps[f"{key}/raw"], torch_maps[f"{key}/scaled"]
+    targets = [int(k) for k in torch_maps[f"{arch}/targets"]]
+    ours = np.concatenate([np.asarray(explain.MAPS[method](model, x[i : i + 1], k, layer))
+                           for i, k in enumerate(targets)])  # fmt: skip
+    assert raw.max(axis=(1, 2)).min() > 0  # neither image's reference map is all zero
+    if layer == "features.norm5":
+        # torchvision applies DenseNet's last ReLU in place: pytorch-grad-cam's hook on norm5
+        # keeps the ReLU'd activations but the gradient before the ReLU (zero where the
+        # activation is). jcxr maps the ReLU's output with its own gradient; masking that
+        # gradient gives the reference's map.
+        assert np.abs(ours - raw).max() > 0.01 * raw.max()
+        ours = np.concatenate([numpy_map(method, a, g * (a > 0)) for a, g in (
+            map(np.asarray, explain._feature_gradients(model, x[i : i + 1], k, layer))
+            for i, k in enumerate(targets))])  # fmt: skip
+    np.testing.assert_allclose(ours, raw, rtol=1e-5, atol=1e-5 * raw.max())
+    # pytorch-grad-cam's output: min-max per image, OpenCV's bilinear resize, min-max again
+    up = explain.upsample(jnp.asarray(min_max(ours)), CAM_RESOLUTION)
+    np.testing.assert_allclose(min_max(np.asarray(up)), scaled, rtol=0, atol=1e-4)
+
+
+def min_max(maps):
+    low = maps.min(axis=(1, 2), keepdims=True)
+    return (maps - low) / (1e-7 + (maps - low).max(axis=(1, 2), keepdims=True))
+
+
+def test_the_default_layer_is_the_one_pytorch_grad_cam_users_map():
+    """The last stage: resnet's layer4, DenseNet's features (norm5 and its ReLU),
+    EfficientNet's features.8."""
+    for arch, layers in CAM_CASES.items():
+        assert explain.layer_names(arch)[-1] == layers[0]
+    assert explain.layer_names("resnet34") == ["maxpool", "layer1", "layer2", "layer3", "layer4"]
+    with pytest.raises(ValueError, match="resnet_tiny has no layer 'layer5'; choose one of"):
+        explain.grad_cam(models.create("resnet_tiny"), jnp.zeros((1, 32, 32, 3)), layer="layer5")
+
+
+def test_guided_backprop_equals_pytorch_grad_cams_on_resnet34(torch_maps):
+    model = models.from_torchvision("resnet34", random_state_dict("resnet34"))
+    model.eval()
+    x = jnp.asarray(random_input(CAM_RESOLUTION).transpose(0, 2, 3, 1))[:1]
+    expected = torch_maps["resnet34/guided"]
+    got = np.asarray(explain.guided_backprop(model, x, int(torch_maps["resnet34/targets"][0])))
+    plain = np.asarray(jax.grad(lambda v: model(v)[0, int(torch_maps["resnet34/targets"][0])])(x))
+    assert np.abs(got[0] - plain[0]).max() > 0.1 * np.abs(expected).max()  # the rule matters
+    np.testing.assert_allclose(got[0], expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("arch", ["resnet_tiny", "densenet121", "efficientnet_b0"])
@@ -215,6 +299,39 @@ def test_the_sweep_and_the_command_line_score_each_cell_on_the_boxes(phantom_sha
     assert len(overlays) == 2 * min(4, len(with_box))
     assert (tmp_path / "explain" / "localisation.png").is_file()
     header = (tmp_path / "explain" / "localisation.csv").read_text().splitlines()[0]
-    assert header.startswith("label,resolution,arch,seed,method,n,pointing_game,")
-    # no boxes: one line and exit status 2
+    assert header.startswith("label,resolution,arch,seed,method,layer,n,pointing_game,")
+    # the same images at every resolution, one grid per finding, in the report
+    assert [r["layer"] for r in rows] == ["layer4", "layer4"]  # the default: the last stage
+    assert [p.name for p in (tmp_path / "explain").glob("grid_*.png")] == [
+        "grid_Mass__resnet_tiny.png"]  # fmt: skip
+    assert 'alt="grid_Mass__resnet_tiny"' in html and 'alt="localisation"' in html
+    assert "grad_cam at resnet_tiny&#x27;s layer4" in html
+    # another layer: a finer map, other scores
+    assert main(["--workdir", str(tmp_path), "--images", "5", "--layer", "layer1"]) == 0
+    finer = json.loads((tmp_path / "explain" / "localisation.json").read_text())
+    assert [r["layer"] for r in finer] == ["layer1", "layer1"]
+    assert [r["energy"] for r in finer] != [r["energy"] for r in rows]
+    # no boxes, or no such layer: one line and exit status 2
     assert main(["--workdir", str(tmp_path), "--boxes", str(tmp_path / "none.csv")]) == 2
+    assert main(["--workdir", str(tmp_path), "--layer", "layer9"]) == 2
+
+
+def test_the_command_line_lists_an_architectures_layers(capsys):
+    from jcxr.explain.__main__ import main
+
+    assert main(["--list-layers", "densenet121"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert listed[0] == "features.pool0" and listed[-1] == "features.norm5" and len(listed) == 9
+
+
+def test_a_config_naming_a_map_or_layer_that_does_not_exist_is_refused(phantom_shards):
+    from jcxr.train.config import validate
+
+    from .helpers import tiny_config
+
+    config = tiny_config(phantom_shards, eval__localise=True, eval__localise_layer="layer5")
+    with pytest.raises(ValueError, match="localise_layer = 'layer5' is not a layer of resnet_tiny"):
+        validate(config)
+    config = tiny_config(phantom_shards, eval__localise=True, eval__localise_method="lime")
+    with pytest.raises(ValueError, match="localise_method = 'lime'; expected one of"):
+        validate(config)

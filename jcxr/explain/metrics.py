@@ -82,7 +82,8 @@ def summarise(per_image: Sequence[dict], confidence: float = 0.95) -> dict:
     rate = hits / n
     centre = (rate + z**2 / (2 * n)) / (1 + z**2 / n)
     half = z / (1 + z**2 / n) * math.sqrt(rate * (1 - rate) / n + z**2 / (4 * n**2))
-    out["pointing_game"] = {"mean": rate, "ci": [centre - half, centre + half]}
+    # clipped: at 0 or n hits the bounds meet 0 or 1 up to rounding
+    out["pointing_game"] = {"mean": rate, "ci": [max(0.0, centre - half), min(1.0, centre + half)]}
     for name in ("energy", "iou"):
         values = np.asarray([p[name] for p in per_image], np.float64)
         mean = float(values.mean())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax.numpy as jnp
 from flax import nnx
 
 from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
-from jcxr.models.layers import avg_pool, conv, make_head, max_pool
+from jcxr.models.layers import avg_pool, conv, make_head, max_pool, run_stages
 
 # name -> (growth rate, blocks per dense block, initial features)
 CONFIGS = {
@@ -83,13 +85,21 @@ class Features(nnx.Module):
         self.norm5 = BatchNorm(n, dtype=dtype)
         self.num_features = n
 
-    def __call__(self, x):
-        x = max_pool(relu(self.norm0(self.conv0(x))), 3, 2, 1)
-        for i in range(self.num_blocks):
-            x = getattr(self, f"denseblock{i + 1}")(x)
-            if i < self.num_blocks - 1:
-                x = getattr(self, f"transition{i + 1}")(x)
-        return self.norm5(x)
+    def stages(self) -> list[tuple[str, Callable]]:
+        """Named steps, torchvision's module names under ``features`` (``pool0``: the stem's
+        output; ``norm5`` with torchvision's in-place ReLU after it, which its hooks see)."""
+        out = [("features.pool0", self.stem)]
+        for i in range(1, self.num_blocks + 1):
+            out.append((f"features.denseblock{i}", getattr(self, f"denseblock{i}")))
+            if i < self.num_blocks:
+                out.append((f"features.transition{i}", getattr(self, f"transition{i}")))
+        return [*out, ("features.norm5", self.last)]
+
+    def stem(self, x):
+        return max_pool(relu(self.norm0(self.conv0(x))), 3, 2, 1)
+
+    def last(self, x):
+        return relu(self.norm5(x))
 
 
 class DenseNet(nnx.Module):
@@ -117,9 +127,12 @@ class DenseNet(nnx.Module):
             head, self.num_features, num_outputs, dropout=dropout, dtype=dtype, rngs=rngs
         )
 
+    def stages(self) -> list[tuple[str, Callable]]:
+        return self.features.stages()
+
     def feature_map(self, x):
         """``[B, H, W, 3] -> [B, H / 32, W / 32, C]``; torchvision's ReLU after norm5 included."""
-        return relu(self.features(x))
+        return run_stages(self.stages(), x)
 
     def __call__(self, x):
         return self.head(self.feature_map(x)).astype(jnp.float32)

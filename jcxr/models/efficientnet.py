@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jcxr.models.activations import silu
-from jcxr.models.layers import ConvNormAct, Sequential, StochasticDepth, conv, make_head
+from jcxr.models.layers import (
+    ConvNormAct,
+    Sequential,
+    StochasticDepth,
+    conv,
+    make_head,
+    run_stages,
+)
 
 # name -> (width multiplier, depth multiplier, classifier dropout)
 CONFIGS = {
@@ -163,9 +171,13 @@ class EfficientNet(nnx.Module):
             rngs=rngs,
         )
 
+    def stages(self) -> list[tuple[str, Callable]]:
+        """Named steps, torchvision's module names (``features.0`` to ``features.8``)."""
+        return [(f"features.{i}", layer) for i, layer in enumerate(self.features.layers)]
+
     def feature_map(self, x):
         """``[B, H, W, 3] -> [B, H / 32, W / 32, C]`` feature map before pooling."""
-        return self.features(x)
+        return run_stages(self.stages(), x)
 
     def __call__(self, x):
         return self.head(self.feature_map(x)).astype(jnp.float32)

@@ -211,6 +211,13 @@ class ConvNormAct(Sequential):
         return x if self.activation is None else self.activation(x)
 
 
+def run_stages(stages: Sequence[tuple[str, Callable]], x: Array) -> Array:
+    """Apply a model's named ``stages()`` (or a slice of them) in order."""
+    for _, stage in stages:
+        x = stage(x)
+    return x
+
+
 def max_pool(x: Array, kernel: int, stride: int, padding: int) -> Array:
     """torch MaxPool2d (floor mode): padding counts as -inf."""
     return nnx.max_pool(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax.numpy as jnp
 from flax import nnx
 
 from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
-from jcxr.models.layers import Sequential, conv, make_head, max_pool
+from jcxr.models.layers import Sequential, conv, make_head, max_pool, run_stages
 
 # name -> (block, blocks per stage)
 CONFIGS = {
@@ -103,10 +105,18 @@ class ResNet(nnx.Module):
             head, in_features, num_outputs, dropout=dropout, dtype=dtype, rngs=rngs
         )
 
+    def stages(self) -> list[tuple[str, Callable]]:
+        """The feature extractor as named steps, torchvision's module names (``maxpool``: the
+        stem's output), applied in order by :meth:`feature_map`."""
+        layers = [(f"layer{i}", getattr(self, f"layer{i}")) for i in (1, 2, 3, 4)]
+        return [("maxpool", self.stem), *layers]
+
+    def stem(self, x):
+        return max_pool(relu(self.bn1(self.conv1(x))), 3, 2, 1)
+
     def feature_map(self, x):
         """``[B, H, W, 3] -> [B, H / 32, W / 32, C]`` feature map before pooling."""
-        x = max_pool(relu(self.bn1(self.conv1(x))), 3, 2, 1)
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return run_stages(self.stages(), x)
 
     def __call__(self, x):
         return self.head(self.feature_map(x)).astype(jnp.float32)

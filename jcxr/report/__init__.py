@@ -56,11 +56,15 @@ def build_report(workdir: str | Path) -> tuple[Path, list[Path]]:
             continue
         name = label.replace(" ", "_")
         figures["training"].append(fig.training_curves(label, mine, out / f"training_{name}.png"))
-    localisation = workdir / "explain" / "localisation.png"
-    if localisation.is_file():  # written by python -m jcxr.explain or config.eval.localise
-        figures["localisation"] = [localisation]
+    explained = workdir / "explain"
+    if (explained / "localisation.png").is_file():  # python -m jcxr.explain or eval.localise
+        figures["localisation"] = [explained / "localisation.png",
+                                   *sorted(explained.glob("grid_*.png"))]  # fmt: skip
+        rows = json.loads((explained / "localisation.json").read_text())
+    else:
+        rows = []
     report = workdir / "report.html"
-    atomic_write_text(report, page(results, config, figures, examples, manifest))
+    atomic_write_text(report, page(results, config, figures, examples, manifest, rows))
     return report, [f for group in figures.values() for f in group]
 
 

@@ -35,14 +35,15 @@ tr.flagged td{background:#fff3cd}.check{color:#8a5a00}"""
 
 
 def page(results: SweepResult, config: dict, figures: dict[str, list[Path]],
-         examples: dict[str, dict[int, np.ndarray]], manifest: dict) -> str:  # fmt: skip
+         examples: dict[str, dict[int, np.ndarray]], manifest: dict,
+         localisation: list[dict] = ()) -> str:  # fmt: skip
     body = [
         f"<h1>jcxr: {esc(results.name)}</h1>",
         _answer(results),
         _seen(figures["seen"], examples),
         _comparisons(results, figures["overview"] + figures["pvalues"]),
         _section("roc", "ROC curves", _images(figures["roc"])),
-        _localisation(figures.get("localisation", [])),
+        _localisation(figures.get("localisation", []), localisation),
         _section("training", "How each cell trained", _images(figures["training"])),
         _cells(results),
         _methods(config, results, manifest),
@@ -141,14 +142,17 @@ def _comparisons(results: SweepResult, heatmaps: list[Path]) -> str:
     return _section("comparisons", "Resolution comparisons", "".join(parts) + _images(heatmaps))
 
 
-def _localisation(paths: list[Path]) -> str:
+def _localisation(paths: list[Path], rows: list[dict]) -> str:
     if not paths:
         return ""
-    note = ("<p>Grad-CAM of each cell's best network on test images that hold its finding, "
-            "scored against their boxes: the pointing game's hit rate (95% CI) by resolution, "
-            "beside a random map's (dotted). A high AUC with a low hit rate means the network "
-            "decides on something other than the boxed finding. Overlays and the full table "
-            "(energy, IoU): <code>explain/</code> in the workdir.</p>")  # fmt: skip
+    maps = sorted({f"{r['method']} at {r['arch']}'s {r.get('layer', 'last stage')}" for r in rows})
+    note = (f"<p>Class activation maps ({esc('; '.join(maps))}) of each cell's best network on "
+            "test images that hold its finding, scored against their boxes: the pointing game's "
+            "hit rate (95% CI) by resolution, beside a random map's (dotted). A high AUC with a "
+            "low hit rate means the network decides on something other than the boxed finding. "
+            "Then, per finding, the same images at every resolution: the map over the image, "
+            "the boxes in green, the map's maximum as a white cross. All overlays and the full "
+            "table (energy, IoU): <code>explain/</code> in the workdir.</p>")  # fmt: skip
     return _section("localisation", "Where the network looks", note + _images(paths))
 
 

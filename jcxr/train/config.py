@@ -141,9 +141,13 @@ def defaults() -> ml_collections.ConfigDict:
     c.eval.noninferiority_procedure = "fixed_sequence"
     # After training: where each cell's network looks (Grad-CAM), scored against the data's
     # boxes (NIH's BBox_List_2017.csv, or the phantoms' own) on up to this many test images per
-    # cell; the report and W&B show it. Skipped where the data has no boxes.
+    # cell; the report and W&B show it. Skipped where the data has no boxes. The map:
+    # "grad_cam", "grad_cam_plus_plus" or "cam", at a layer of jcxr.explain.layer_names(arch)
+    # ("" = each architecture's last stage, the feature map its head pools).
     c.eval.localise = False
     c.eval.localise_images = 16
+    c.eval.localise_method = "grad_cam"
+    c.eval.localise_layer = ""
     # denominator of the AUC ratio figure (Sabottke & Spieler 2020 Fig 3)
     c.eval.reference_resolution = 320
 
@@ -281,6 +285,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     known = models.list_archs()
     for arch in config.sweep.archs:
         choice("sweep.archs", arch, known)
+    if config.eval.localise:
+        _validate_localise(config.eval, config.sweep.archs)
     for pair in config.sweep.only:
         arch, _, resolution = str(pair).partition(":")
         if arch not in known or not resolution.isdigit():
@@ -300,3 +306,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
     count("train.patience", t.patience, 1, "a number of epochs >= 1")
     if t.epochs < 1:
         raise ValueError(f"config.train.epochs must be >= 1; got {t.epochs}")
+
+
+def _validate_localise(c, archs) -> None:
+    from jcxr import explain
+
+    if c.localise_method not in explain.MAPS:
+        raise ValueError(
+            f"config.eval.localise_method = {c.localise_method!r}; expected one of "
+            f"{list(explain.MAPS)}"
+        )
+    if c.localise_layer:
+        for arch in archs:
+            names = explain.layer_names(arch)
+            if c.localise_layer not in names:
+                raise ValueError(
+                    f"config.eval.localise_layer = {c.localise_layer!r} is not a layer of {arch}; "
+                    f"expected '' (the last stage) or one of {names}"
+                )

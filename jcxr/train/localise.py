@@ -36,15 +36,17 @@ from jcxr.train.config import from_json as config_from_json
 from jcxr.train.folds import splits_path
 from jcxr.train.optim import make_optimizer
 
-METHODS = {"grad_cam": explain.grad_cam, "grad_cam_plus_plus": explain.grad_cam_plus_plus,
-           "cam": explain.cam}  # fmt: skip
 OVERLAYS = 4  # per cell
 
 
-def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16,
-             method: str = "grad_cam", log=print) -> list[dict]:  # fmt: skip
-    """Score every chosen cell's maps against the boxes; write the outputs; return the rows."""
+def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16, method=None,
+             layer=None, log=print) -> list[dict]:  # fmt: skip
+    """Score every chosen cell's maps against the boxes; write the outputs; return the rows.
+    ``method`` (a name of :data:`jcxr.explain.MAPS`) and ``layer`` (of
+    :func:`jcxr.explain.layers`; "" = the last stage) default to the sweep's config."""
     config = config_from_json((workdir / "config.json").read_text())
+    method = method or config.eval.localise_method
+    layer = config.eval.localise_layer if layer is None else layer
     results = SweepResult.load(workdir)
     shard_dir = Path(config.data.shards or workdir / "shards")
     data_root = data_root_of(config, shard_dir, workdir)
@@ -57,6 +59,7 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16,
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     rows = []
     per_label = {}  # the same images, and their file sizes, at every resolution of a label
+    grids = {}  # (label, arch) -> {resolution: overlays}, the first seed's
     for result in chosen:
         cell = result.cell
         if cell.label not in per_label:
@@ -69,8 +72,11 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16,
         model = _best_model(config, workdir, cell)
         pixels = read_pixels(shard_dir, cell.resolution, records)
         x = normalise(jnp.asarray(pixels, jnp.float32) / 255.0)
-        heat = np.asarray(explain.upsample(METHODS[method](model, x), cell.resolution))
+        maps = explain.MAPS[method](model, x, layer=layer or None)
+        heat = np.asarray(explain.upsample(maps, cell.resolution))
         scored, chance = [], []
+        first_seed = min(c.cell.seed for c in chosen if c.cell.label == cell.label)
+        grid = grids.setdefault((cell.label, cell.arch), {}) if cell.seed == first_seed else {}
         for k, image in enumerate(ids):
             side = sizes[image]
             drawn = [(b.x, b.y, b.width, b.height) for b in found[image] if b.label == cell.label]
@@ -79,9 +85,11 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16,
             chance.append(float(metrics.box_mask(scaled, heat[k].shape).mean()))
             if k < OVERLAYS:
                 _overlay(pixels[k], heat[k], scaled, out_dir / "overlays" / f"{cell.id}__{image}")
+                grid.setdefault(cell.resolution, []).append((image, pixels[k], heat[k], scaled))
         summary = metrics.summarise(scored)
         rows.append({"label": cell.label, "resolution": cell.resolution, "arch": cell.arch,
-                     "seed": cell.seed, "method": method, **summary,
+                     "seed": cell.seed, "method": method,
+                     "layer": layer or explain.layers(model)[-1], **summary,
                      "random_pointing_game": float(np.mean(chance))})  # fmt: skip
         log(f"{cell.id}: pointing game {summary['pointing_game']['mean']:.2f} "
             f"(random map {np.mean(chance):.2f}) on {len(ids)} images")  # fmt: skip
@@ -89,6 +97,14 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16,
     atomic_write_text(out_dir / "localisation.csv", _csv(rows))
     if rows:
         _figure(rows, out_dir / "localisation.png")
+    for old in out_dir.glob("grid_*.png"):  # a rerun on fewer cells leaves no stale grid
+        old.unlink()
+        old.with_suffix(".svg").unlink(missing_ok=True)
+    layer_of = {r["arch"]: r["layer"] for r in rows}
+    for (label, arch), grid in grids.items():
+        if grid:
+            title = f"{label}, {arch}: {method} at {layer_of[arch]} (+: the map's maximum)"
+            _grid(grid, title, out_dir / f"grid_{label.replace(' ', '_')}__{arch}.png")
     return rows
 
 
@@ -126,12 +142,45 @@ def _overlay(grey, heat, boxes, path: Path) -> None:
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(3, 3))
+    _draw(ax, grey, heat, boxes)
+    ax.set_axis_off()
+    save(fig, path.with_suffix(".png"))
+
+
+def _draw(ax, grey, heat, boxes) -> None:
+    """The image, its heat map over it, the boxes (green) and the map's maximum (white +)."""
+    from matplotlib.patches import Rectangle
+
     ax.imshow(grey, cmap="gray")
     ax.imshow(heat, cmap="jet", alpha=0.4)
     for x, y, w, h in boxes:
-        ax.add_patch(plt.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, color="lime", lw=1.5))
-    ax.set_axis_off()
-    save(fig, path.with_suffix(".png"))
+        ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, color="lime", lw=1.5))
+    row, col = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    ax.plot(col, row, marker="+", color="white", markersize=8, mew=1.5)
+
+
+def _grid(grid: dict, title: str, path: Path) -> None:
+    """Overlays of the same images (rows) at every resolution (columns)."""
+    from jcxr.report.figures import pyplot, save
+
+    plt = pyplot()
+    resolutions = sorted(grid)
+    n = max(len(grid[r]) for r in resolutions)
+    fig, axes = plt.subplots(n, len(resolutions), figsize=(2.2 * len(resolutions), 2.2 * n),
+                             squeeze=False)  # fmt: skip
+    for col, resolution in enumerate(resolutions):
+        for row, (image, grey, heat, boxes) in enumerate(grid[resolution]):
+            ax = axes[row, col]
+            _draw(ax, grey, heat, boxes)
+            if row == 0:
+                ax.set_title(f"{resolution} px", fontsize=9)
+            if col == 0:
+                ax.text(-0.05, 0.5, image, transform=ax.transAxes, rotation=90, fontsize=7,
+                        ha="right", va="center")  # fmt: skip
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=10)
+    save(fig, path)
 
 
 def _figure(rows, path: Path) -> None:
@@ -159,12 +208,13 @@ def _figure(rows, path: Path) -> None:
 def _csv(rows) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["label", "resolution", "arch", "seed", "method", "n", "pointing_game",
+    writer.writerow(["label", "resolution", "arch", "seed", "method", "layer", "n", "pointing_game",
                      "pointing_game_low", "pointing_game_high", "random_pointing_game",
                      "energy", "iou"])  # fmt: skip
     for r in rows:
         hits = r["pointing_game"]
-        writer.writerow([r["label"], r["resolution"], r["arch"], r["seed"], r["method"], r["n"],
+        writer.writerow([r["label"], r["resolution"], r["arch"], r["seed"], r["method"], r["layer"],
+                         r["n"],
                          hits["mean"], *hits["ci"], r["random_pointing_game"],
                          r["energy"]["mean"], r["iou"]["mean"]])  # fmt: skip
     return buffer.getvalue()

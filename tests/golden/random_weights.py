@@ -21,6 +21,13 @@ EVAL_ONLY_RESOLUTION = 65  # odd feature maps at every stride: 33, 17, 9, 5, 3
 RESOLUTIONS = (224, 97)  # 97 px gives odd feature maps at every stride: 49, 25, 13, 7, 4
 TRAIN_RESOLUTION = 97
 BATCH = 2
+# fixtures/cam.npz (generate_cam.py): pytorch-grad-cam's maps at these torchvision layers
+CAM_RESOLUTION = 129  # 5 x 5 at stride 32, 9 x 9 at stride 16
+CAM_CASES = {
+    "resnet34": ("layer4", "layer3"),
+    "densenet121": ("features.norm5", "features.denseblock3"),
+    "efficientnet_b0": ("features.8", "features.5"),
+}
 SEED = 20201122
 
 
