@@ -506,6 +506,9 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
     # the summary run carries each finding's answer, its margin and the unit of analysis
     summary_log = next(log for log in logs if b"sufficient_resolution" in log)
     assert b"Nodule/noninferiority_margin" in summary_log and b"per patient" in summary_log
+    # where the networks look (the demo localises): the figure and each finding's grid as panels
+    assert all(name in summary_log for name in (b"localisation", b"grid_Mass__resnet_tiny",
+                                                b"grid_Nodule__resnet_tiny"))  # fmt: skip
     assert (tmp_path / "comparisons" / "Mass__resnet_tiny__s0.txt").is_file()
     # each resolution's AUC in the comparison is its own cell's test AUC, and the comparison is
     # delong() on the saved predictions (a sweep that compared one cell's scores at every
@@ -583,10 +586,13 @@ def check_report(text, config):
 
     parsed = ReportParser()
     parsed.feed(text)
-    from jcxr.report.html import SECTIONS
+    from jcxr.report.html import OPTIONAL, SECTIONS
 
-    assert parsed.sections == list(SECTIONS)
-    assert len(parsed.images) == 2 + 4 * 2 + 2 * len(config.sweep.resolutions)  # + true size
+    localised = config.eval.localise
+    assert parsed.sections == [s for s in SECTIONS if localised or s not in OPTIONAL]
+    # the figures, true-size images, and the localisation figure with a grid per finding
+    extra = 1 + len(config.sweep.labels) if localised else 0
+    assert len(parsed.images) == 2 + 4 * 2 + 2 * len(config.sweep.resolutions) + extra
     for src in parsed.images:
         assert src.startswith("data:image/png;base64,")
         Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).verify()

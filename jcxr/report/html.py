@@ -24,7 +24,9 @@ from jcxr.summary import (
 )
 
 esc = html.escape
-SECTIONS = ("answer", "seen", "comparisons", "roc", "training", "cells", "methods", "provenance")
+SECTIONS = ("answer", "seen", "comparisons", "roc", "localisation", "training", "cells", "methods",
+            "provenance")  # fmt: skip
+OPTIONAL = ("localisation",)  # only when the sweep mapped where its networks look
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;

@@ -39,6 +39,11 @@ FREE_FIELDS = (
     "eval.batch_size",
     "eval.compare_on",
     "eval.reference_resolution",
+    # where the networks look is mapped after training, from the checkpoints
+    "eval.localise",
+    "eval.localise_images",
+    "eval.localise_method",
+    "eval.localise_layer",
 )
 
 
