@@ -186,6 +186,30 @@ def test_maps_for_every_family_come_back_at_input_resolution(arch):
     assert maps.shape == (2, 64, 64) and np.all(np.isfinite(np.asarray(maps)))
 
 
+def test_a_cells_maps_are_compiled_once_and_equal_one_eager_call(monkeypatch):
+    """jcxr.train.localise maps 20 images in padded batches of 8 (one program): the same maps
+    as one eager call on all 20."""
+    from jcxr.train import localise
+
+    traced = []
+
+    def counted(*args, **kwargs):  # runs once per compilation
+        traced.append(1)
+        return explain.grad_cam(*args, **kwargs)
+
+    monkeypatch.setattr(localise, "BATCH", 8)
+    monkeypatch.setitem(explain.MAPS, "counted_grad_cam", counted)
+    model = models.create("resnet_tiny", num_outputs=1, head="concat_pool", rngs=nnx.Rngs(3))
+    model.eval()
+    pixels = np.random.default_rng(5).integers(0, 256, (20, 64, 64), dtype=np.uint8)
+    got = localise.heat_maps(model, pixels, "counted_grad_cam", "layer2")
+    assert len(traced) == 1  # three batches, one program
+    x = models.normalise(jnp.asarray(pixels, jnp.float32) / 255.0)
+    expected = explain.upsample(explain.grad_cam(model, x, layer="layer2"), 64)
+    assert got.shape == (20, 64, 64) and np.asarray(expected).max() > 0
+    np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
 def test_bilinear_upsampling_of_a_ramp_is_the_ramp():
     ramp = jnp.arange(4, dtype=jnp.float32)[None, None, :].repeat(4, axis=1)  # [1, 4, 4]
     up = np.asarray(explain.upsample(ramp, 8))[0, 0]

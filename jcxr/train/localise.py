@@ -13,6 +13,7 @@ boxes) and ``W/explain/localisation.png`` (hit rate against resolution, per find
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import types
@@ -71,9 +72,7 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16, method=
             continue
         model = _best_model(config, workdir, cell)
         pixels = read_pixels(shard_dir, cell.resolution, records)
-        x = normalise(jnp.asarray(pixels, jnp.float32) / 255.0)
-        maps = explain.MAPS[method](model, x, layer=layer or None)
-        heat = np.asarray(explain.upsample(maps, cell.resolution))
+        heat = heat_maps(model, pixels, method, layer or None)
         scored, chance = [], []
         first_seed = min(c.cell.seed for c in chosen if c.cell.label == cell.label)
         grid = grids.setdefault((cell.label, cell.arch), {}) if cell.seed == first_seed else {}
@@ -106,6 +105,26 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16, method=
             title = f"{label}, {arch}: {method} at {layer_of[arch]} (+: the map's maximum)"
             _grid(grid, title, out_dir / f"grid_{label.replace(' ', '_')}__{arch}.png")
     return rows
+
+
+BATCH = 16  # images mapped at once: one compiled program per cell, memory bounded
+
+
+def heat_maps(model, pixels: np.ndarray, method: str, layer: str | None) -> np.ndarray:
+    """``[N, R, R]`` uint8 images -> ``[N, R, R]`` maps at input resolution, jit-compiled once
+    and run in batches of ``BATCH`` (the last padded)."""
+    n, size = len(pixels), pixels.shape[-1]
+    padded = np.zeros((-(-n // BATCH) * BATCH, size, size), np.uint8)
+    padded[:n] = pixels
+    out = [np.asarray(_maps(model, jnp.asarray(padded[i : i + BATCH]), method, layer))
+           for i in range(0, len(padded), BATCH)]  # fmt: skip
+    return np.concatenate(out)[:n]
+
+
+@functools.partial(nnx.jit, static_argnames=("method", "layer"))
+def _maps(model, pixels, method, layer):
+    x = normalise(pixels.astype(jnp.float32) / 255.0)
+    return explain.upsample(explain.MAPS[method](model, x, layer=layer), pixels.shape[-1])
 
 
 def _images_with_boxes(workdir, shard_dir, data_root, cell, found, limit):
