@@ -79,12 +79,14 @@ def _main(argv: list[str]) -> int:
     d.add_argument("--subsample-size", type=int, default=20_000)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true")
+    d.add_argument("--preset", help="a study's cohort, e.g. cardenas2020 (PadChest, OpenI)")
 
     p = sub.add_parser("prepare", help="decode once, write pre-resized ArrayRecord shards")
     p.add_argument("--source", required=True, choices=SOURCES)
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--resolutions", required=True, help="comma-separated sizes, e.g. 32,64,128")
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--preset", help="a study's cohort, e.g. cardenas2020 (PadChest, OpenI)")
     p.add_argument("--resize", default="bilinear", choices=sorted(shards.RESIZE))
     p.add_argument("--square", default="crop", choices=shards.SQUARE)
     p.add_argument("--workers", type=int, default=2)
@@ -117,12 +119,12 @@ def _main(argv: list[str]) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "describe":
-        table = load_table(args.source, args.root)
+        table = load_table(args.source, args.root, args.preset)
         info = describe(table, args.label, args.subsample_size, args.seed)
         print(json.dumps(info, indent=2)) if args.json else _print_description(info)
     elif args.command == "prepare":
         resolutions = _resolutions(args.resolutions)
-        table = load_table(args.source, args.root)
+        table = load_table(args.source, args.root, args.preset)
         manifest = shards.prepare(
             table,
             args.root,
