@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jcxr.data import nih, phantom, shards
+from jcxr.data import images, nih, phantom, shards
 from jcxr.data.augment import Augmentation, augment, key_for, warp
 from jcxr.data.pipeline import Loader
 from jcxr.data.table import DataError
@@ -55,7 +55,7 @@ def test_round_trip_pixels_equal_the_resized_images(phantoms, prepared):
             if record < 0:
                 continue
             expected = shards.resize(
-                shards.load_grey(phantoms / table.paths[record]), 97, "bilinear"
+                images.load_grey(phantoms / table.paths[record]), 97, "bilinear"
             )
             np.testing.assert_array_equal(pixels, expected)
             assert label == labels[record]
@@ -233,10 +233,10 @@ def test_grey_conversion_and_squaring(tmp_path):
     rgba[..., 0] = 200
     rgba[..., 3] = 255
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
-    grey = shards.load_grey(tmp_path / "a.png", "crop")
+    grey = images.load_grey(tmp_path / "a.png", "crop")
     assert grey.shape == (40, 40) and grey.dtype == np.uint8
     assert grey[0, 0] == round(200 * 299 / 1000)  # ITU-R 601 luma, as PIL's "L"
-    padded = shards.load_grey(tmp_path / "a.png", "pad")
+    padded = images.load_grey(tmp_path / "a.png", "pad")
     assert padded.shape == (60, 60) and padded[0, 0] == 0 and padded[30, 30] == grey[0, 0]
 
 

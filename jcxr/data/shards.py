@@ -27,9 +27,10 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from jcxr._io import atomic_write_text, file_sha256
+from jcxr.data.images import load_grey
 from jcxr.data.table import DataError, Table
 from jcxr.data.workers import pool as workers_pool
 
@@ -63,36 +64,6 @@ def decode_header(record: bytes) -> dict:
         raise DataError(f"not a jcxr record (starts with {record[:4]!r}, expected {MAGIC!r})")
     (length,) = struct.unpack_from("<I", record, 4)
     return json.loads(record[8 : 8 + length])
-
-
-def load_grey(path: Path, square: str = "crop") -> np.ndarray:
-    """Decode an image to one grey uint8 channel, square (centre crop or black pad).
-
-    RGB and RGBA files (some NIH PNGs) are converted to luminance; 16-bit files are scaled.
-    """
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("I;16", "I;16B", "I"):
-                array = np.asarray(image, np.float64)
-                grey = np.clip(array / max(array.max(), 1) * 255, 0, 255).astype(np.uint8)
-            else:
-                grey = np.asarray(image.convert("L"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path}: cannot decode image ({error})") from None
-    h, w = grey.shape
-    if h == w:
-        return grey
-    if square == "crop":
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        return grey[top : top + side, left : left + side]
-    side = max(h, w)
-    out = np.zeros((side, side), np.uint8)
-    out[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = grey
-    return out
 
 
 def resize(grey: np.ndarray, resolution: int, method: str) -> np.ndarray:
