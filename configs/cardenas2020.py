@@ -4,14 +4,13 @@ Prepare the paper's PadChest cohort (PA, radiologist-labelled, no devices, cardi
 normal; docs/methods.md compares its counts with the paper's) once:
 
     python -m jcxr.data prepare --source padchest --preset cardenas2020 --root PADCHEST \
-        --resolutions 224 --out SHARDS
+        --resolutions 224 --out SHARDS [--crop-to-lungs MASKS]
 
 then run with ``--config.data.shards=SHARDS``. The recipe: EfficientNet-B2 and DenseNet121 (the
 paper's Xception, InceptionV3 and MobileNet are not in jcxr.models yet), a 3-layer MLP head with
 dropout 0.3, RMSprop at 1e-3 halved after 5 epochs without validation-loss improvement, 30
 epochs, batch 16, class weights 75/25, 224 px, split 75:19:6. Not yet: the external test on
-OpenI (its cohort is read by ``jcxr.data.openi``), lung-field cropping and augmentation of
-positives only.
+OpenI (its cohort is read by ``jcxr.data.openi``) and augmentation of positives only.
 """
 
 from jcxr.train.config import defaults

@@ -96,6 +96,11 @@ def _main(argv: list[str]) -> int:
         choices=shards.COMPRESSION,
         help="ArrayRecord compression (default uncompressed: fastest to read)",
     )
+    p.add_argument("--crop-to-lungs", metavar="MASKS", type=Path,
+                   help="cut each image to its lung mask's box first (a folder of masks named "
+                   "like the images, PNG or JPEG)")  # fmt: skip
+    p.add_argument("--crop-margin", type=float, default=0.05,
+                   help="widen the lung box by this fraction of it on every side")  # fmt: skip
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images, listing them")
     p.add_argument(
         "--rebuild",
@@ -135,6 +140,8 @@ def _main(argv: list[str]) -> int:
             workers=args.workers,
             skip_bad=args.skip_bad,
             compression=args.compression,
+            crop_to_lungs=args.crop_to_lungs,
+            crop_margin=args.crop_margin,
             rebuild=args.rebuild,
         )
         print(

@@ -16,7 +16,12 @@ from jcxr.data.table import DataError
 
 
 def load_grey(path: Path, square: str = "crop") -> np.ndarray:
-    """Decode an image to one grey uint8 channel, square (centre crop or black pad).
+    """:func:`decode`, then square (centre crop or black pad)."""
+    return to_square(decode(path), square)
+
+
+def decode(path: Path) -> np.ndarray:
+    """An image file as one grey uint8 channel, at its own size.
 
     RGB and RGBA files (some NIH PNGs) are converted to luminance. 16-bit files (PadChest's
     PNGs, which hold 12-16 bit values and no window) are windowed on their own 0.5th to 99.5th
@@ -24,20 +29,17 @@ def load_grey(path: Path, square: str = "crop") -> np.ndarray:
     (modality and VOI transforms, MONOCHROME1 inverted).
     """
     if dicom.is_dicom(path):
-        grey, _ = dicom.read(path)
-        return _square(grey, square)
+        return dicom.read(path)[0]
     try:
         with Image.open(path) as image:
             image.load()
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                grey = window_16bit(np.asarray(image))
-            else:
-                grey = np.asarray(image.convert("L"))
+                return window_16bit(np.asarray(image))
+            return np.asarray(image.convert("L"))
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path}: cannot decode image ({error})") from None
-    return _square(grey, square)
 
 
 WINDOW_PERCENTILES = (0.5, 99.5)
@@ -52,7 +54,7 @@ def window_16bit(values: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(scaled, 0, 1) * 255).astype(np.uint8)
 
 
-def _square(grey: np.ndarray, square: str) -> np.ndarray:
+def to_square(grey: np.ndarray, square: str) -> np.ndarray:
     h, w = grey.shape
     if h == w:
         return grey

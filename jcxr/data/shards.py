@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from jcxr._io import atomic_write_text, file_sha256
-from jcxr.data.images import load_grey
+from jcxr.data import crop, images
 from jcxr.data.table import DataError, Table
 from jcxr.data.workers import pool as workers_pool
 
@@ -77,19 +77,32 @@ def _shard_name(i: int, n: int) -> str:
 
 
 def _decode_shard(job):
-    """Worker: decode and resize one shard's images; returns per-row pixels or a bad-file note."""
-    root, rows, paths, resolutions, method, square, skip_bad = job
+    """Worker: decode, crop, square and resize one shard's images; returns per row its pixels
+    and header additions (the crop), or a bad-file note."""
+    root, rows, paths, ids, resolutions, method, square, skip_bad, masker, margin = job
     out = []
-    for row, rel in zip(rows, paths, strict=True):
+    for row, rel, image_id in zip(rows, paths, ids, strict=True):
         try:
-            grey = load_grey(Path(root) / rel, square)
+            grey, extra = _cropped(Path(root) / rel, image_id, masker, margin)
         except DataError as error:
             if not skip_bad:
                 raise
-            out.append((row, None, str(error)))
+            out.append((row, None, str(error), {}))
             continue
-        out.append((row, {r: resize(grey, r, method) for r in resolutions}, None))
+        grey = images.to_square(grey, square)
+        out.append((row, {r: resize(grey, r, method) for r in resolutions}, None, extra))
     return out
+
+
+def _cropped(path: Path, image_id: str, masker, margin: float) -> tuple[np.ndarray, dict]:
+    """The decoded image, cut to its lung box when there is a masker (:mod:`jcxr.data.crop`)."""
+    grey = images.decode(path)
+    if masker is None:
+        return grey, {}
+    where = f"{path} ({image_id})"
+    x0, y0, x1, y1 = crop.lung_box(masker(image_id, grey), grey.shape, margin, where)
+    size = [grey.shape[1], grey.shape[0]]
+    return grey[y0:y1, x0:x1], {"crop": [x0, y0, x1, y1], "size": size}
 
 
 def _write_shard(path: Path, records: list[bytes], compression: str) -> None:
@@ -118,9 +131,15 @@ def prepare(
     progress: bool = True,
     provenance: dict | None = None,
     rebuild: bool = False,
+    crop_to_lungs: crop.Masker | str | Path | None = None,
+    crop_margin: float = crop.MARGIN,
     log=print,
 ) -> dict:
     """Write every image of ``table`` at every resolution; returns the manifest.
+
+    ``crop_to_lungs``: a mask folder or a ``masker(image_id, grey)`` callable (picklable when
+    ``workers > 1``); each image is cut to its lung box (widened by ``crop_margin``) before it
+    is squared and resized (:mod:`jcxr.data.crop`), and the box goes into its record.
 
     ``provenance`` is copied into the manifest (e.g. which phantoms the images are).
 
@@ -143,6 +162,9 @@ def prepare(
     if not len(table):
         raise DataError(f"{table.source}: the metadata lists no images; nothing to prepare")
     root, out = Path(root), Path(out)
+    masker = (
+        crop.MaskFolder(crop_to_lungs) if isinstance(crop_to_lungs, str | Path) else crop_to_lungs
+    )
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a folder; choose another --out")
     inputs = {
@@ -154,6 +176,8 @@ def prepare(
         "compression": compression,
         "records_per_shard": records_per_shard,
     }
+    if masker is not None:
+        inputs["crop"] = crop.describe(masker, crop_margin)
     _check_inputs(out, inputs, rebuild, log)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / INPUTS, json.dumps(inputs, indent=2))  # before the first shard
@@ -169,7 +193,8 @@ def prepare(
             leftover.unlink()
     skipped_path = out / SKIPPED
     skipped = json.loads(skipped_path.read_text()) if skipped_path.is_file() else {}
-    skipped = _retry_skipped(table, root, out, square, skipped, records_per_shard, n_shards, log)
+    skipped = _retry_skipped(table, root, out, (masker, crop_margin), skipped, records_per_shard,
+                             n_shards, log)  # fmt: skip
     atomic_write_text(skipped_path, json.dumps(skipped))
     todo = [
         i
@@ -181,10 +206,13 @@ def prepare(
             str(root),
             plan[i].tolist(),
             table.paths[plan[i]].tolist(),
+            table.image_ids[plan[i]].tolist(),
             resolutions,
             method,
             square,
             skip_bad,
+            masker,
+            crop_margin,
         )
         for i in todo
     ]
@@ -192,14 +220,14 @@ def prepare(
     with workers_pool(workers) as pool:
         results = pool.map(_decode_shard, jobs) if workers > 1 else map(_decode_shard, jobs)
         for i, decoded in zip(todo, results, strict=True):
-            bad = {str(row): note for row, _, note in decoded if note}
+            bad = {str(row): note for row, _, note, _ in decoded if note}
             skipped.update(bad)
             atomic_write_text(skipped_path, json.dumps(skipped))
             for r in resolutions:
                 records = [
-                    encode_record(_header(table, row), images[r])
-                    for row, images, _ in decoded
-                    if images is not None
+                    encode_record({**_header(table, row), **extra}, pixels[r])
+                    for row, pixels, _, extra in decoded
+                    if pixels is not None
                 ]
                 target = out / f"res{r}" / _shard_name(i, n_shards)
                 if not target.is_file():
@@ -256,14 +284,14 @@ def remove_shards(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _retry_skipped(table, root, out, square, skipped: dict, per_shard, n_shards, log) -> dict:
+def _retry_skipped(table, root, out, cropping, skipped: dict, per_shard, n_shards, log) -> dict:
     """Images skipped before that decode now: their shards are removed (to be remade) and
     they leave the skip list."""
     fixed = []
     for key in sorted(skipped, key=int):
         row = int(key)
         try:
-            load_grey(Path(root) / table.paths[row], square)
+            _cropped(Path(root) / table.paths[row], str(table.image_ids[row]), *cropping)
         except DataError:
             continue
         fixed.append(row)
@@ -405,6 +433,7 @@ def verify(shards: str | Path) -> list[str]:
 
     shards = Path(shards)
     manifest = read_manifest(shards)
+    cropped = bool(manifest.get("inputs", {}).get("crop"))
     problems = []
     for r in manifest["resolutions"]:
         image_ids = read_index(shards, r).image_ids
@@ -427,6 +456,10 @@ def verify(shards: str | Path) -> list[str]:
                     )
                 if len(record) - 8 - struct.unpack_from("<I", record, 4)[0] != r * r:
                     problems.append(f"{entry['file']}: record {count} has a wrong pixel count")
+                if cropped:
+                    problem = crop.check_box(header.get("crop"), header.get("size"))
+                    if problem:
+                        problems.append(f"{entry['file']}: record {count}: {problem}")
                 count += 1
             reader.close()
         if count != manifest["images"]:
