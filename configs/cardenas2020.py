@@ -9,8 +9,10 @@ normal; docs/methods.md compares its counts with the paper's) once:
 then run with ``--config.data.shards=SHARDS``. The recipe: EfficientNet-B2 and DenseNet121 (the
 paper's Xception, InceptionV3 and MobileNet are not in jcxr.models yet), a 3-layer MLP head with
 dropout 0.3, RMSprop at 1e-3 halved after 5 epochs without validation-loss improvement, 30
-epochs, batch 16, class weights 75/25, 224 px, split 75:19:6. Not yet: the external test on
-OpenI (its cohort is read by ``jcxr.data.openi``) and augmentation of positives only.
+epochs, batch 16, class weights 75/25, 224 px, split 75:19:6; rotation, shift, shear, scale
+and flip applied to the cardiomegaly images only (the paper gives no ranges: these are jcxr's
+defaults and a 10 degree shear). Not yet: the external test on OpenI (its cohort is read by
+``jcxr.data.openi``) and the 50/50 weighting as a second arm of one sweep.
 """
 
 from jcxr.train.config import defaults
@@ -37,4 +39,8 @@ def get_config():
     c.model.batchnorm_group = 16  # BatchNorm over the study's batch, whatever the microbatch
     c.train.loss = "class_weights"
     c.train.class_weights = (0.25, 0.75)
+    c.train.augment_positives_only = True
+    c.train.max_shear = 10.0
+    c.train.max_brightness = 0.0  # the paper lists geometric augmentation only
+    c.train.max_contrast = 0.0
     return c

@@ -38,8 +38,9 @@ def build_steps(
     augmentation = None
     if t.augment:
         augmentation = Augmentation(
-            t.max_rotation, t.max_scale, t.max_translate, t.flip, t.max_brightness, t.max_contrast
-        )
+            t.max_rotation, t.max_scale, t.max_translate, t.flip, t.max_brightness, t.max_contrast,
+            t.max_shear, t.augment_positives_only,
+        )  # fmt: skip
     positive, negative = {
         "weighted_bce": (data.positive_weight, 1.0),
         "bce": (1.0, 1.0),

@@ -110,6 +110,9 @@ def defaults() -> ml_collections.ConfigDict:
     c.train.flip = True
     c.train.max_brightness = 0.1
     c.train.max_contrast = 0.1
+    c.train.max_shear = 0.0  # degrees (Cardona Cardenas et al. 2020 shear; Keras' shear_range)
+    # augment positive images only, negatives as they are (Cardona Cardenas et al. 2020)
+    c.train.augment_positives_only = False
     # Precise BatchNorm statistics (Wu & Johnson 2021): before every evaluation the running
     # mean and variance are recomputed with the current weights over this many training images
     # (a fixed, seeded subset, no augmentation), instead of the running averages of training.

@@ -13,6 +13,8 @@ microbatch sharded over the devices, so one device and N devices compute the sam
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -111,10 +113,10 @@ class Steps:
         self.eval_step = jax.jit(self._eval_step)
         self.moments_step = jax.jit(self._moments_step)
 
-    def _inputs(self, pixels, key):
+    def _inputs(self, pixels, key, positive=None):
         images = pixels.astype(jnp.float32) / 255.0
         if self.augmentation is not None:
-            images = augment(key, pixels, self.augmentation)
+            images = augment(key, pixels, self.augmentation, positive)
         return normalise(images, self.dtype)
 
     def _train_step(self, params, others, opt_state, pixels, labels, step, views=None):
@@ -127,7 +129,10 @@ class Steps:
             # params ride in the carry, unchanged, so NNX sees them at the scan's trace level.
             params, grads, others, total = carry
             index, px, y, present = inputs
-            x = self._inputs(px.reshape(-1, *px.shape[-2:]), jax.random.fold_in(key, index))
+            # a study's views share its label
+            positive = (y if present is None else jnp.repeat(y, px.shape[1])) == 1
+            x = self._inputs(px.reshape(-1, *px.shape[-2:]), jax.random.fold_in(key, index),
+                             positive)  # fmt: skip
             model = nnx.merge(self.train_graph, params, others)
 
             def loss_fn(model):
@@ -166,9 +171,9 @@ class Steps:
         logits = model(normalise(images, self.dtype))[:, 0]
         probs = jax.nn.sigmoid(logits)
         for view in range(1, self.tta_views + 1):
-            views = augment(
-                key_for(self.seed, 0, view), pixels, self.augmentation or Augmentation()
-            )
+            # test time: every image's views (the labels are not known)
+            tta = dataclasses.replace(self.augmentation or Augmentation(), positives_only=False)
+            views = augment(key_for(self.seed, 0, view), pixels, tta)
             probs = probs + jax.nn.sigmoid(model(normalise(views, self.dtype))[:, 0])
         return probs / (self.tta_views + 1), logits
 
