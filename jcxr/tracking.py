@@ -172,13 +172,16 @@ class Tracker:
                 config=self.config.to_dict(),
             )
             columns = ["label", "resolution", "arch", "seed", "fold", "status", "auc", "auc_se",
-                       "test_auc", "flags"]  # fmt: skip
+                       "test_auc", "external_auc", "external_p_vs_test", "flags"]  # fmt: skip
             table = wandb.Table(columns=columns)
             for c in results.cells:
                 k = c.cell
                 table.add_data(k.label, k.resolution, k.arch, k.seed, c.fold_text, c.status,
                                c.metrics.get("auc"), c.metrics.get("auc_se"),
-                               c.splits.get("test", {}).get("auc"), describe(c.flags))  # fmt: skip
+                               c.splits.get("test", {}).get("auc"),
+                               c.splits.get("external", {}).get("auc"),
+                               c.splits.get("external", {}).get("p_vs_test"),
+                               describe(c.flags))  # fmt: skip
             compared = wandb.Table(columns=["label", "arch", "seeds", "method", "unit",
                                             "n_clusters", "resolution", "auc", "sd"])  # fmt: skip
             for label, comp in results.comparisons.items():

@@ -585,7 +585,8 @@ def check_report(text, config):
     from jcxr.report.html import OPTIONAL, SECTIONS
 
     localised = config.eval.localise
-    assert parsed.sections == [s for s in SECTIONS if localised or s not in OPTIONAL]
+    shown = {"localisation": localised, "external": bool(config.eval.external)}
+    assert parsed.sections == [s for s in SECTIONS if s not in OPTIONAL or shown[s]]
     # the figures, true-size images, and the localisation figure with a grid per finding
     extra = 1 + len(config.sweep.labels) if localised else 0
     assert len(parsed.images) == 2 + 4 * 2 + 2 * len(config.sweep.resolutions) + extra

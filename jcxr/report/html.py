@@ -24,9 +24,10 @@ from jcxr.summary import (
 )
 
 esc = html.escape
-SECTIONS = ("answer", "seen", "comparisons", "roc", "localisation", "training", "cells", "methods",
-            "provenance")  # fmt: skip
-OPTIONAL = ("localisation",)  # only when the sweep mapped where its networks look
+SECTIONS = ("answer", "seen", "comparisons", "external", "roc", "localisation", "training", "cells",
+            "methods", "provenance")  # fmt: skip
+# only when the sweep validated externally (config.eval.external) or mapped where it looks
+OPTIONAL = ("external", "localisation")
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
@@ -44,6 +45,7 @@ def page(results: SweepResult, config: dict, figures: dict[str, list[Path]],
         _answer(results),
         _seen(figures["seen"], examples),
         _comparisons(results, figures["overview"] + figures["pvalues"]),
+        _external(results),
         _section("roc", "ROC curves", _images(figures["roc"])),
         _localisation(figures.get("localisation", []), localisation),
         _section("training", "How each cell trained", _images(figures["training"])),
@@ -142,6 +144,40 @@ def _comparisons(results: SweepResult, heatmaps: list[Path]) -> str:
             f"{power}"
         )
     return _section("comparisons", "Resolution comparisons", "".join(parts) + _images(heatmaps))
+
+
+def _external(results: SweepResult) -> str:
+    """Each cell's internal test set against the external one (config.eval.external)."""
+    cells = [c for c in results.cells if "external" in c.splits and "test" in c.splits]
+    if not cells:
+        return ""
+
+    def auc(m):
+        low, high = max(0.0, m["auc"] - 1.96 * m["auc_se"]), min(1.0, m["auc"] + 1.96 * m["auc_se"])
+        return f"{m['auc']:.3f} ({low:.3f}-{high:.3f})"
+
+    rows = []
+    for c in cells:
+        t, e = c.splits["test"], c.splits["external"]
+        diff = (f"{e['auc_minus_test']:+.3f} ({e['auc_minus_test_low']:+.3f} to "
+                f"{e['auc_minus_test_high']:+.3f})" if "auc_minus_test" in e else "")  # fmt: skip
+        p = f"{e['p_vs_test']:.2g}" if "p_vs_test" in e else ""
+        k = c.cell
+        rows.append(f"<tr><td>{esc(k.label)}</td><td>{k.resolution}</td><td>{esc(k.arch)}</td>"
+                    f"<td>{k.seed}</td><td>{auc(t)}</td><td>{auc(e)}</td><td>{diff}</td>"
+                    f"<td>{p}</td><td>{e['sensitivity']:.3f} / {e['specificity']:.3f}</td>"
+                    "</tr>")  # fmt: skip
+    head = ("<tr><th>label</th><th>px</th><th>arch</th><th>seed</th><th>internal test AUC "
+            "(95% CI)</th><th>external AUC (95% CI)</th><th>external - internal (95% CI)</th>"
+            "<th>p (unpaired DeLong)</th><th>external sensitivity / specificity at 0.5</th>"
+            "</tr>")  # fmt: skip
+    note = ("<p>Each cell's best network on its own test split and on the external dataset "
+            "(every image with the label). The two sets share no case, so their AUCs are "
+            "compared by unpaired DeLong (variance of the difference = the sum of the two "
+            "DeLong variances).</p>")  # fmt: skip
+    return _section(
+        "external", "External validation", note + f"<table>{head}{''.join(rows)}</table>"
+    )
 
 
 def _localisation(paths: list[Path], rows: list[dict]) -> str:

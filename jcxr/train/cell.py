@@ -24,7 +24,10 @@ from jcxr._io import atomic_write_text
 from jcxr.data import device as device_data
 from jcxr.data.label_data import LabelData
 from jcxr.data.pipeline import Loader, StudyLoader
+from jcxr.data.shards import read_index, read_manifest
+from jcxr.data.table import DataError
 from jcxr.results import Cell, CellResult
+from jcxr.stats import delong_unpaired
 from jcxr.tracking import Tracker
 from jcxr.train import parallel
 from jcxr.train.build import build_steps
@@ -109,10 +112,16 @@ def train_cell(
         )
     best.restore(steps, meta["best_step"])
     latest.close(), best.close()
-    outputs = {}
+    outputs, predicted = {}, {}
     for name, loader in eval_loaders.items():
-        outputs[name], predictions = evaluate(steps, loader, data.studies)
-        if parallel.is_primary():
+        outputs[name], predicted[name] = evaluate(steps, loader, data.studies)
+    if config.eval.external:
+        outputs["external"], predicted["external"] = evaluate(
+            steps, external_loader(config, cell, jax.process_index(), jax.process_count())
+        )
+        outputs["external"].update(internal_vs_external(predicted))
+    if parallel.is_primary():
+        for name, predictions in predicted.items():
             np.savez(cell_dir / f"predictions_{name}.npz", **predictions)
     result = CellResult(
         cell,
@@ -232,6 +241,52 @@ def _precise_bn_loader(config, cell: Cell, data: LabelData, shards: Path, steps:
         process_index=jax.process_index(),
         process_count=processes,
     )
+
+
+def external_loader(config, cell: Cell, process_index: int = 0, process_count: int = 1) -> Loader:
+    """The images of config.eval.external's shards that have the cell's label (every one, per
+    image), at the cell's resolution."""
+    shards = Path(config.eval.external)
+    labels = read_index(shards, cell.resolution).label(cell.label)
+    rows = np.flatnonzero(~np.isnan(labels))
+    return Loader(shards=shards, resolution=cell.resolution, labels=labels, records=rows,
+                  batch_size=config.eval.batch_size // process_count, train=False,
+                  process_index=process_index, process_count=process_count)  # fmt: skip
+
+
+def check_external(config) -> None:
+    """Before anything trains: config.eval.external holds every resolution and label of the
+    sweep, each label with positives and negatives."""
+    shards = Path(config.eval.external)
+    try:
+        prepared = read_manifest(shards)["resolutions"]
+    except (DataError, OSError, KeyError) as error:
+        raise DataError(
+            f"config.eval.external = {str(shards)!r}: not a shard folder ({error})"
+        ) from None
+    missing = sorted(set(config.sweep.resolutions) - set(prepared))
+    if missing:
+        raise DataError(f"config.eval.external = {str(shards)!r} has no shards at {missing} px "
+                        f"(prepared: {prepared}); prepare them there too")  # fmt: skip
+    index = read_index(shards, config.sweep.resolutions[0])
+    for label in config.sweep.labels:
+        values = index.label(label)  # names the labels there if it is not one
+        if not (np.any(values == 1) and np.any(values == 0)):
+            raise DataError(f"config.eval.external = {str(shards)!r}: {label} needs positive and "
+                            "negative images there")  # fmt: skip
+
+
+def internal_vs_external(predicted: dict) -> dict:
+    """The internal test AUC against the external one: unpaired DeLong (independent case
+    sets; Cardona Cardenas et al. 2020's question, does the model hold up elsewhere)."""
+    internal = predicted.get("test")
+    if internal is None or not len(internal["label"]):
+        return {}
+    external = predicted["external"]
+    result = delong_unpaired(internal["label"], internal["prob"], external["label"],
+                             external["prob"], names=("test", "external"))  # fmt: skip
+    return {"auc_minus_test": -result.diff, "auc_minus_test_low": -result.diff_ci[1],
+            "auc_minus_test_high": -result.diff_ci[0], "p_vs_test": result.p}  # fmt: skip
 
 
 def _on_device(config, mesh, train_loader, eval_loaders, tracker):

@@ -151,6 +151,11 @@ def defaults() -> ml_collections.ConfigDict:
     c.eval.localise_images = 16
     c.eval.localise_method = "grad_cam"
     c.eval.localise_layer = ""
+    # External validation (Cardona Cardenas et al. 2020): shards of another dataset, prepared at
+    # the sweep's resolutions with its labels (e.g. OpenI's cohort: prepare --source openi
+    # --preset cardenas2020). Each cell is evaluated there too (split "external", per image)
+    # and its internal test AUC compared with the external one (unpaired DeLong).
+    c.eval.external = ""
     # denominator of the AUC ratio figure (Sabottke & Spieler 2020 Fig 3)
     c.eval.reference_resolution = 320
 

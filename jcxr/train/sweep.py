@@ -24,7 +24,7 @@ from jcxr.data.label_data import LabelData
 from jcxr.results import Cell, CellResult, Comparison, SweepResult
 from jcxr.tracking import Tracker
 from jcxr.train import parallel
-from jcxr.train.cell import train_cell
+from jcxr.train.cell import check_external, train_cell
 from jcxr.train.compare import compare_across_seeds, compare_resolutions
 from jcxr.train.config import validate
 from jcxr.train.fingerprint import check_workdir
@@ -55,6 +55,8 @@ def run_sweep(
     # every label's splits before the first step: an unknown label or a split without both
     # classes stops the sweep before any cell trains
     label_data = {label: label_data_for(config, shard_dir, label) for label in config.sweep.labels}
+    if config.eval.external:
+        check_external(config)
     # the compared cells; with k-fold each pools its folds (which are what trains)
     todo = {
         label: [

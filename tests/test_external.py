@@ -1,0 +1,65 @@
+"""External validation (config.eval.external, Cardona Cardenas et al. 2020): every cell is also
+scored on another dataset's shards and its internal test AUC compared with the external one."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from jcxr.data import nih, phantom, shards
+from jcxr.data.table import DataError
+from jcxr.train.sweep import run_sweep
+
+from .helpers import tiny_config
+
+
+@pytest.fixture(scope="module")
+def other_hospital(tmp_path_factory):
+    """120 other phantoms (another seed), prepared at 32 px."""
+    root = tmp_path_factory.mktemp("other_root")
+    phantom.generate(root, 120, seed=9, workers=1)
+    out = tmp_path_factory.mktemp("other_shards")
+    shards.prepare(nih.read_metadata(root), root, out, [32], workers=1, progress=False)
+    return out
+
+
+def test_each_cell_is_scored_on_the_external_set_and_compared_with_its_test_set(
+    phantom_shards, other_hospital, tmp_path
+):
+    config = tiny_config(phantom_shards, eval__external=str(other_hospital))
+    result = run_sweep(config, tmp_path)
+    (cell,) = result.cells
+    test, external = cell.splits["test"], cell.splits["external"]
+    assert {"auc", "sensitivity", "specificity", "accuracy", "precision", "f1"} <= set(external)
+    saved = np.load(tmp_path / "cells" / cell.cell.id / "predictions_external.npz")
+    mass = shards.read_index(other_hospital, 32).label("Mass")
+    np.testing.assert_array_equal(saved["record"], np.flatnonzero(~np.isnan(mass)))
+    np.testing.assert_array_equal(saved["label"], mass[saved["record"]])
+    assert external["auc"] == pytest.approx(roc_auc_score(saved["label"], saved["prob"]))
+    # unpaired DeLong by its closed form from the two sets' AUCs and DeLong SEs
+    diff = external["auc"] - test["auc"]
+    z = diff / np.hypot(external["auc_se"], test["auc_se"])
+    assert external["auc_minus_test"] == pytest.approx(diff, abs=1e-12)
+    assert external["p_vs_test"] == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-9)
+    low, high = external["auc_minus_test_low"], external["auc_minus_test_high"]
+    assert low < diff < high
+    written = json.loads((tmp_path / "results.json").read_text())["cells"][0]["splits"]
+    assert written["external"]["p_vs_test"] == external["p_vs_test"]
+    html = (tmp_path / "report.html").read_text()
+    assert '<section id="external">' in html and "unpaired DeLong" in html
+    assert f"{external['p_vs_test']:.2g}" in html
+
+
+def test_an_external_set_without_the_sweeps_resolution_or_label_stops_before_training(
+    phantom_shards, other_hospital, tmp_path
+):
+    config = tiny_config(phantom_shards, eval__external=str(other_hospital))
+    config.sweep.resolutions = (48,)
+    with pytest.raises(DataError, match=r"has no shards at \[48\] px \(prepared: \[32\]\)"):
+        run_sweep(config, tmp_path / "a")
+    config = tiny_config(phantom_shards, eval__external=str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="not a shard folder"):
+        run_sweep(config, tmp_path / "b")
+    assert not (tmp_path / "a" / "cells").exists()
