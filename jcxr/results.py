@@ -293,6 +293,9 @@ class SweepResult:
     provenance: dict = dataclasses.field(default_factory=dict)  # code, config hash, machine
     # label -> the phantoms' reference observer on the compared images (jcxr.data.phantom_observer)
     observers: dict = dataclasses.field(default_factory=dict)
+    # the architectures of each (label, resolution, seed) compared on the same images
+    # (jcxr.train.compare.compare_archs)
+    between_archs: tuple[dict, ...] = ()
 
     def to_json(self) -> dict:
         return {
@@ -303,6 +306,7 @@ class SweepResult:
             "cohorts": json_ready(self.cohorts),
             "provenance": json_ready(self.provenance),
             "observers": json_ready(self.observers),
+            "between_archs": json_ready(list(self.between_archs)),
         }
 
     @classmethod
@@ -315,6 +319,7 @@ class SweepResult:
             cohorts=data.get("cohorts", {}),
             provenance=data.get("provenance", {}),
             observers=data.get("observers", {}),
+            between_archs=tuple(data.get("between_archs", ())),
         )
 
     @classmethod

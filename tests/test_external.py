@@ -63,3 +63,33 @@ def test_an_external_set_without_the_sweeps_resolution_or_label_stops_before_tra
     with pytest.raises(DataError, match="not a shard folder"):
         run_sweep(config, tmp_path / "b")
     assert not (tmp_path / "a" / "cells").exists()
+
+
+def test_the_architectures_are_compared_on_the_same_images_and_both_sets(
+    phantom_shards, other_hospital, tmp_path
+):
+    """Both DeLong kinds of Cardona Cardenas et al. 2020: models against each other on the same
+    test images (paired), each model's internal test set against the external one (unpaired)."""
+    from jcxr.stats import delong
+
+    config = tiny_config(phantom_shards, train__epochs=1, eval__external=str(other_hospital))
+    config.sweep.archs = ("resnet_tiny", "resnet18")
+    result = run_sweep(config, tmp_path)
+    assert [c.cell.arch for c in result.cells] == ["resnet_tiny", "resnet18"]
+    assert all("p_vs_test" in c.splits["external"] for c in result.cells)
+    (comp,) = result.between_archs
+    assert (comp["label"], comp["resolution"], comp["seed"], comp["split"]) == ("Mass", 32, 0,
+                                                                              "test")  # fmt: skip
+    assert comp["auc"] == pytest.approx([c.splits["test"]["auc"] for c in result.cells])
+    saved = [np.load(tmp_path / "cells" / c.cell.id / "predictions_test.npz") for c in result.cells]
+    # clustered by patient where there are enough patients of each class, as the resolutions
+    patients = shards.read_index(phantom_shards, 32).patient_ids[saved[0]["record"]]
+    clusters = patients if comp["unit"] == "per patient" else None
+    assert comp["unit"] in ("per patient", "per image")
+    expected = delong(saved[0]["label"], np.stack([s["prob"] for s in saved]), clusters=clusters)
+    assert comp["p_adjusted"][0][1] == pytest.approx(expected.p_adjusted[0, 1], rel=1e-9)
+    assert (tmp_path / "comparisons" / "Mass__r32__s0__archs.txt").is_file()
+    html = (tmp_path / "report.html").read_text()
+    assert '<section id="archs">' in html and '<section id="external">' in html
+    reread = json.loads((tmp_path / "results.json").read_text())["between_archs"]
+    assert reread[0]["p_adjusted"][0][1] == comp["p_adjusted"][0][1]

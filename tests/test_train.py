@@ -585,7 +585,11 @@ def check_report(text, config):
     from jcxr.report.html import OPTIONAL, SECTIONS
 
     localised = config.eval.localise
-    shown = {"localisation": localised, "external": bool(config.eval.external)}
+    shown = {
+        "localisation": localised,
+        "external": bool(config.eval.external),
+        "archs": len(config.sweep.archs) > 1,
+    }
     assert parsed.sections == [s for s in SECTIONS if s not in OPTIONAL or shown[s]]
     # the figures, true-size images, and the localisation figure with a grid per finding
     extra = 1 + len(config.sweep.labels) if localised else 0

@@ -24,10 +24,11 @@ from jcxr.summary import (
 )
 
 esc = html.escape
-SECTIONS = ("answer", "seen", "comparisons", "external", "roc", "localisation", "training", "cells",
-            "methods", "provenance")  # fmt: skip
-# only when the sweep validated externally (config.eval.external) or mapped where it looks
-OPTIONAL = ("external", "localisation")
+SECTIONS = ("answer", "seen", "comparisons", "archs", "external", "roc", "localisation", "training",
+            "cells", "methods", "provenance")  # fmt: skip
+# only when the sweep has several architectures, validated externally (config.eval.external) or
+# mapped where its networks look
+OPTIONAL = ("archs", "external", "localisation")
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
@@ -45,6 +46,7 @@ def page(results: SweepResult, config: dict, figures: dict[str, list[Path]],
         _answer(results),
         _seen(figures["seen"], examples),
         _comparisons(results, figures["overview"] + figures["pvalues"]),
+        _between_archs(results),
         _external(results),
         _section("roc", "ROC curves", _images(figures["roc"])),
         _localisation(figures.get("localisation", []), localisation),
@@ -144,6 +146,28 @@ def _comparisons(results: SweepResult, heatmaps: list[Path]) -> str:
             f"{power}"
         )
     return _section("comparisons", "Resolution comparisons", "".join(parts) + _images(heatmaps))
+
+
+def _between_archs(results: SweepResult) -> str:
+    """Each (label, resolution, seed)'s architectures on the same images (paired DeLong)."""
+    if not results.between_archs:
+        return ""
+    parts = ["<p>The architectures of each label, resolution and training seed on the same "
+             "images: AUC (SD) and Holm-adjusted p of every pair (paired DeLong).</p>"]  # fmt: skip
+    for comp in results.between_archs:
+        archs = comp["archs"]
+        head = "".join(f"<th>{esc(a)}</th>" for a in archs)
+        rows = []
+        for i, a in enumerate(archs):
+            cells = "".join("<td></td>" if i == j else f"<td>{comp['p_adjusted'][i][j]:.2g}</td>"
+                            for j in range(len(archs)))  # fmt: skip
+            rows.append(f"<tr><th>{esc(a)}</th><td>{comp['auc'][i]:.3f} "
+                        f"({comp['se'][i]:.3f})</td>{cells}</tr>")  # fmt: skip
+        caption = (f"{esc(comp['label'])}, {comp['resolution']} px, seed {comp['seed']}, "
+                   f"{esc(comp['split'])} set, {esc(comp['unit'])}")  # fmt: skip
+        parts.append(f"<table><caption>{caption}</caption><tr><th></th><th>AUC (SD)</th>{head}"
+                     f"</tr>{''.join(rows)}</table>")  # fmt: skip
+    return _section("archs", "Between architectures", "".join(parts))
 
 
 def _external(results: SweepResult) -> str:

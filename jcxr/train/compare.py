@@ -46,6 +46,27 @@ def compare_resolutions(
     return _noted_and_written(workdir, comparison, result, note)
 
 
+def compare_archs(config, workdir: Path, cells: list[Cell], data: LabelData) -> dict:
+    """DeLong over the architectures of one (label, resolution, seed) on the same images: the
+    paired comparison of models (Cardona Cardenas et al. 2020), Holm-adjusted over the pairs,
+    clustered as :func:`compare_resolutions` is. Written to ``comparisons/`` too."""
+    split, records, labels, scores = _predictions(config, workdir, cells, data)
+    clusters, cluster_by, note = cluster_ids(config.eval.cluster_by, data, records, labels)
+    archs = [c.arch for c in cells]
+    result = delong(labels, np.stack(scores), clusters=clusters, names=archs)
+    c0 = cells[0]
+    name = f"{c0.label}__r{c0.resolution}__s{c0.seed}__archs"
+    directory = workdir / "comparisons"
+    directory.mkdir(exist_ok=True)
+    atomic_write_text(directory / f"{name}.json", json.dumps(result.to_dict(), indent=2))
+    atomic_write_text(directory / f"{name}.txt", str(result) + "\n")
+    return {"label": c0.label, "resolution": c0.resolution, "seed": c0.seed, "split": split,
+            "archs": archs, "auc": result.auc.tolist(), "se": result.se.tolist(),
+            "p": result.p.tolist(), "p_adjusted": result.p_adjusted.tolist(),
+            "correction": result.correction, "unit": f"per {cluster_by}" if cluster_by else
+            f"per {_case_unit(data)}", "n_clusters": result.n_clusters, "note": note}  # fmt: skip
+
+
 def compare_across_seeds(
     config, workdir: Path, cells: list[Cell], data: LabelData, seeds, power_80: dict | None
 ) -> Comparison:

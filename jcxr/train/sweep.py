@@ -25,7 +25,7 @@ from jcxr.results import Cell, CellResult, Comparison, SweepResult
 from jcxr.tracking import Tracker
 from jcxr.train import parallel
 from jcxr.train.cell import check_external, train_cell
-from jcxr.train.compare import compare_across_seeds, compare_resolutions
+from jcxr.train.compare import compare_across_seeds, compare_archs, compare_resolutions
 from jcxr.train.config import validate
 from jcxr.train.fingerprint import check_workdir
 from jcxr.train.folds import fold_cells, pool, save_splits
@@ -72,7 +72,7 @@ def run_sweep(
     everything = [c for label in todo for c in dict.fromkeys(todo[label] + trained[label])]
     check_workdir(config, everything, shard_dir, workdir, fresh=fresh, write=primary,
                   log=tracker.info)  # fmt: skip
-    cells, comparisons, detail = [], {}, []
+    cells, comparisons, detail, between = [], {}, [], []
     for label, data in label_data.items():
         tracker.info(data.describe())
         if primary:
@@ -101,6 +101,8 @@ def run_sweep(
                 detail.append(summary)
             if arch == config.sweep.archs[0] and summary is not None:
                 comparisons[label] = summary
+        if primary and len(config.sweep.archs) > 1:
+            between += _between_archs(config, workdir, todo[label], results, data)
     cohorts = {label: cohort(data) for label, data in label_data.items()}
     observers = {}
     for label, comp in comparisons.items():
@@ -108,7 +110,8 @@ def run_sweep(
         if observer is not None:
             observers[label] = observer
     result = SweepResult(config.name, tuple(cells), comparisons, tuple(detail), cohorts,
-                         provenance(config, started, time.time()), observers)  # fmt: skip
+                         provenance(config, started, time.time()), observers,
+                         tuple(between))  # fmt: skip
     if primary:
         result.save(workdir)
         if config.eval.localise:
@@ -125,6 +128,18 @@ def run_sweep(
 
         multihost_utils.sync_global_devices("jcxr: sweep written")
     return result
+
+
+def _between_archs(config, workdir, todo, results, data) -> list[dict]:
+    """The architectures compared at every (resolution, seed) where two or more finished."""
+    out = []
+    for resolution in config.sweep.resolutions:
+        for seed in config.sweep.seeds:
+            done = [c for c in todo if c.resolution == resolution and c.seed == seed
+                    and results[c].done]  # fmt: skip
+            if len(done) > 1:
+                out.append(compare_archs(config, workdir, done, data))
+    return out
 
 
 def _localise(config, workdir: Path, shard_dir: Path, log) -> None:
