@@ -154,7 +154,8 @@ def defaults() -> ml_collections.ConfigDict:
     # External validation (Cardona Cardenas et al. 2020): shards of another dataset, prepared at
     # the sweep's resolutions with its labels (e.g. OpenI's cohort: prepare --source openi
     # --preset cardenas2020). Each cell is evaluated there too (split "external", per image)
-    # and its internal test AUC compared with the external one (unpaired DeLong).
+    # and its internal test AUC compared with the external one (unpaired DeLong). "phantoms": the
+    # run's own second hospital of phantoms (another scanner; jcxr.data.phantom_hospital).
     c.eval.external = ""
     # denominator of the AUC ratio figure (Sabottke & Spieler 2020 Fig 3)
     c.eval.reference_resolution = 320

@@ -33,6 +33,26 @@ def shards_for(config, workdir: Path, log: Callable[[str], None] = print) -> Pat
     )
 
 
+def external_phantoms(config, workdir: Path, log: Callable[[str], None] = print) -> Path:
+    """``config.eval.external = "phantoms"``: a second hospital of phantoms (another seed and
+    scanner, OpenI's layout: :mod:`jcxr.data.phantom_hospital`), half as many as the first,
+    drawn into ``WORKDIR/external_phantoms`` and prepared into ``WORKDIR/external_shards``."""
+    from jcxr.data import load_table, phantom_hospital, shards
+
+    root, out = workdir / "external_phantoms", workdir / "external_shards"
+    count = max(config.data.phantom_images // 2, 100)
+    log(f"external set: {count} phantoms of a second hospital in {root}")
+    phantom_hospital.generate(root, count, seed=config.data.phantom_seed + 1)
+    wanted = set(config.sweep.resolutions)
+    if (out / shards.MANIFEST).is_file() and wanted <= set(
+        shards.read_manifest(out)["resolutions"]
+    ):
+        return out
+    shards.prepare(load_table("openi", root), root, out, sorted(wanted), method=config.data.resize,
+                   progress=config.logging.progress, log=log)  # fmt: skip
+    return out
+
+
 def label_data_for(config, shards: Path, label: str) -> LabelData:
     """``label``'s splits and loss weight as ``config.data`` and ``config.eval`` describe them."""
     d = config.data

@@ -29,7 +29,7 @@ from jcxr.train.compare import compare_across_seeds, compare_archs, compare_reso
 from jcxr.train.config import validate
 from jcxr.train.fingerprint import check_workdir
 from jcxr.train.folds import fold_cells, pool, save_splits
-from jcxr.train.inputs import label_data_for, shards_for
+from jcxr.train.inputs import external_phantoms, label_data_for, shards_for
 from jcxr.train.observer import reference_observer
 from jcxr.train.provenance import cohort, provenance
 
@@ -55,6 +55,9 @@ def run_sweep(
     # every label's splits before the first step: an unknown label or a split without both
     # classes stops the sweep before any cell trains
     label_data = {label: label_data_for(config, shard_dir, label) for label in config.sweep.labels}
+    if config.eval.external == "phantoms":  # the run's own second hospital, prepared here
+        config = config.copy_and_resolve_references()
+        config.eval.external = str(external_phantoms(config, workdir, tracker.info))
     if config.eval.external:
         check_external(config)
     # the compared cells; with k-fold each pools its folds (which are what trains)
