@@ -93,3 +93,80 @@ def test_the_architectures_are_compared_on_the_same_images_and_both_sets(
     assert '<section id="archs">' in html and '<section id="external">' in html
     reread = json.loads((tmp_path / "results.json").read_text())["between_archs"]
     assert reread[0]["p_adjusted"][0][1] == comp["p_adjusted"][0][1]
+
+
+def test_the_second_hospital_is_read_by_the_openi_reader_with_its_findings(tmp_path):
+    from jcxr.data import load_table, phantom_hospital
+    from jcxr.data.phantom import _patients
+
+    root = phantom_hospital.generate(tmp_path, 30, seed=4, workers=1)
+    table = load_table("openi", root)
+    drawn = _patients(30, 4)
+    for name in ("Cardiomegaly", "Mass", "Nodule", "Effusion"):
+        np.testing.assert_array_equal(table.label(name) == 1,
+                                      [im["findings"][name] for im in drawn])  # fmt: skip
+    normal = [not any(im["findings"].values()) for im in drawn]
+    np.testing.assert_array_equal(table.label("No Finding") == 1, normal)
+    cohort = load_table("openi", root, preset="cardenas2020").label("Cardiomegaly")
+    assert int(np.sum(cohort == 1) + np.sum(cohort == 0)) == sum(
+        im["findings"]["Cardiomegaly"] or n for im, n in zip(drawn, normal, strict=True)
+    )
+    # the other scanner: a black border (wider field of view), the chest inside it
+    from PIL import Image
+
+    grey = np.asarray(Image.open(root / table.paths[0]))
+    assert grey.shape == (512, 512) and grey[:40].mean() < 0.3 * grey[150:350, 150:350].mean()
+    stamp = (root / phantom_hospital.STAMP).stat().st_mtime_ns
+    phantom_hospital.generate(tmp_path, 30, seed=4, workers=1)  # complete: reused
+    assert (root / phantom_hospital.STAMP).stat().st_mtime_ns == stamp
+
+
+def test_scores_far_out_in_the_tail_keep_their_ranking():
+    """Logits of 20-23 (a shifted external set) are 1.0 in float32 probabilities: the AUC is
+    read from the float64 probability of the logit instead, so the order survives."""
+    from jcxr.train.evaluate import evaluate
+
+    logits = np.array([20.0, 21.0, 22.0, 23.0, 20.5, 22.5], np.float32)
+    labels = np.array([0, 1, 0, 1, 0, 1], np.float32)
+
+    class Steps:
+        tta_views = 0
+
+        def predict(self, pixels):
+            return 1 / (1 + np.exp(-logits)), logits  # float32: every one exactly 1.0
+
+    assert np.all(1 / (1 + np.exp(-logits)) == np.float32(1.0))
+    batch = {"pixels": np.zeros((6, 8, 8), np.uint8), "record": np.arange(6), "label": labels}
+    metrics, predictions = evaluate(Steps(), [batch])
+    assert metrics["auc"] == pytest.approx(roc_auc_score(labels, logits))
+    assert metrics["auc"] == pytest.approx(8 / 9) and np.unique(predictions["prob"]).size == 6
+
+
+def test_cardenas2020_runs_end_to_end_on_phantoms_of_two_hospitals(tmp_path):
+    """configs/cardenas2020.py reduced: PadChest's place taken by phantoms, OpenI's by the
+    second hospital's (eval.external = "phantoms"), two architectures at 32 px."""
+    from .test_train import load_config
+
+    config = load_config("cardenas2020")
+    config.data.source = "phantom"
+    config.data.prepare_if_missing = True
+    config.data.phantom_images = 400
+    config.sweep.resolutions = (32,)
+    config.sweep.archs = ("resnet_tiny", "resnet18")
+    config.train.epochs = 2
+    config.eval.external = "phantoms"
+    config.eval.reference_resolution = 32
+    config.logging.wandb = "disabled"
+    config.logging.progress = False
+    result = run_sweep(config, tmp_path)
+    assert [c.status for c in result.cells] == ["done", "done"]
+    for cell in result.cells:
+        internal, external = cell.splits["test"], cell.splits["external"]
+        assert 0 <= internal["auc"] <= 1 and external["auc_se"] > 0  # ranked, not all tied
+        assert external["auc_minus_test"] == pytest.approx(external["auc"] - internal["auc"])
+        assert 0 <= external["p_vs_test"] <= 1
+    (between,) = result.between_archs
+    assert between["archs"] == ["resnet_tiny", "resnet18"] and between["label"] == "Cardiomegaly"
+    assert (tmp_path / "external_shards" / "manifest.json").is_file()
+    html = (tmp_path / "report.html").read_text()
+    assert '<section id="external">' in html and '<section id="archs">' in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from scipy import special
 
 from jcxr.data.pipeline import Loader
 from jcxr.train.metrics import binary_metrics
@@ -31,6 +32,12 @@ def evaluate(steps: Steps, loader: Loader, studies: np.ndarray | None = None) ->
             name: np.asarray(multihost_utils.process_allgather(values, tiled=True))
             for name, values in columns.items()
         }
+    if not steps.tta_views:
+        # The probability again, in float64 from the logit: float32's sigmoid is exactly 1.0
+        # beyond a logit of ~17, and a set scored that high (a shifted external set: logits of
+        # 20-22 on the second hospital's phantoms) would tie at 1.0 and lose its ranking, which
+        # is all the AUC reads. float64 keeps it to a logit of ~36.
+        columns["prob"] = special.expit(columns["logit"].astype(np.float64))
     keep = columns["record"] >= 0  # drop evaluation padding
     order = np.flatnonzero(keep)[np.argsort(columns["record"][keep], kind="stable")]
     records, labels, probs, logits = (
