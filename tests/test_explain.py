@@ -177,7 +177,7 @@ def test_guided_backprop_equals_pytorch_grad_cams_on_resnet34(torch_maps):
     np.testing.assert_allclose(got[0], expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("arch", ["resnet_tiny", "densenet121", "efficientnet_b0"])
+@pytest.mark.parametrize("arch", ["resnet_tiny", "densenet121", "efficientnet_b0", "mobilenet_v2"])
 def test_maps_for_every_family_come_back_at_input_resolution(arch):
     model = models.create(arch, num_outputs=1, head="concat_pool", rngs=nnx.Rngs(0))
     model.eval()
@@ -208,6 +208,19 @@ def test_a_cells_maps_are_compiled_once_and_equal_one_eager_call(monkeypatch):
     expected = explain.upsample(explain.grad_cam(model, x, layer="layer2"), 64)
     assert got.shape == (20, 64, 64) and np.asarray(expected).max() > 0
     np.testing.assert_allclose(got, np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_guided_relu6_passes_a_positive_gradient_only_on_its_rising_part():
+    from jcxr.models import activations
+
+    x = jnp.array([-1.0, 3.0, 7.0, 3.0])
+    g = jnp.array([1.0, 1.0, 1.0, -1.0])
+    with activations.guided():
+        _, vjp = jax.vjp(activations.relu6, x)
+        (got,) = vjp(g)
+    np.testing.assert_array_equal(got, [0.0, 1.0, 0.0, 0.0])
+    _, plain = jax.vjp(activations.relu6, x)
+    np.testing.assert_array_equal(plain(g)[0], [0.0, 1.0, 0.0, -1.0])  # outside: ReLU6's own
 
 
 def test_bilinear_upsampling_of_a_ramp_is_the_ramp():

@@ -46,6 +46,9 @@ def test_every_torchvision_architecture_is_listed():
     expected = {f"resnet{d}" for d in (18, 34, 50, 101, 152)}
     expected |= {f"densenet{d}" for d in (121, 161, 169, 201)}
     expected |= {f"efficientnet_b{i}" for i in range(8)}
+    expected |= {
+        "mobilenet_v2"
+    }  # Cardona Cardenas et al. 2020's MobileNet (v1) is not in torchvision
     assert set(ALL_ARCHS) == expected
     assert set(models.list_archs()) == expected | {"resnet_tiny"}  # jcxr's CPU demo model
 
@@ -286,12 +289,30 @@ def test_port_refuses_bad_weights_and_reports_missing_torch(tmp_path, monkeypatc
     assert "needs torch and torchvision" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "densenet121", "efficientnet_b0"])
+@pytest.mark.parametrize("arch", ["resnet18", "densenet121", "efficientnet_b0", "mobilenet_v2"])
 def test_any_size_from_32_to_odd_sizes(arch):
     model = models.create(arch, num_outputs=2)
     model.eval()
     for size in (32, 45):
         assert forward(model, jnp.ones((1, size, size, 3))).shape == (1, 2)
+
+
+def test_mobilenet_v2_compiles_once_per_input_shape():
+    model = models.create("mobilenet_v2", num_outputs=1)
+    model.eval()
+    graph, state = nnx.split(model)
+    traces = []
+
+    @jax.jit
+    def run(state, x):
+        traces.append(x.shape)  # once per compilation
+        return nnx.merge(graph, state)(x)
+
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        run(state, jnp.asarray(rng.normal(size=(2, 97, 97, 3)), jnp.float32))
+    run(state, jnp.zeros((2, 64, 64, 3)))
+    assert traces == [(2, 97, 97, 3), (2, 64, 64, 3)]
 
 
 def test_bfloat16_computes_in_bf16_with_float32_parameters_and_statistics():

@@ -1,4 +1,5 @@
-"""jcxr.models: Flax NNX ResNet, DenseNet and EfficientNet that load torchvision's weights exactly.
+"""jcxr.models: Flax NNX ResNet, DenseNet, EfficientNet and MobileNet v2 that load torchvision's
+weights exactly.
 
 Input ``[B, H, W, 3]`` float, normalised as torchvision expects (ImageNet mean/std), any square
 size from 32 px up; output ``[B, num_outputs]`` float32 logits (higher = positive).
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jcxr.models import densenet, efficientnet, resnet
+from jcxr.models import densenet, efficientnet, mobilenet, resnet
 from jcxr.models.layers import HEADS
 from jcxr.models.weights import WeightsMismatchError, load_into, read_state_dict
 
@@ -24,6 +25,7 @@ _FAMILIES = {
     **{name: resnet for name in resnet.CONFIGS},
     **{name: densenet for name in densenet.CONFIGS},
     **{name: efficientnet for name in efficientnet.CONFIGS},
+    **{name: mobilenet for name in mobilenet.CONFIGS},
 }
 IMAGENET_CLASSES = 1000
 # Inputs are normalised with these after grey -> RGB (channel order R, G, B).
@@ -125,6 +127,8 @@ def from_torchvision(
     """
     family = _family(arch)
     kwargs = dict(num_outputs=IMAGENET_CLASSES, head="linear", dtype=dtype)
+    if family is mobilenet:
+        kwargs["dropout"] = mobilenet.DROPOUT
     if family is efficientnet:
         kwargs["dropout"] = efficientnet.CONFIGS[arch][2]
         if stochastic_depth is not None:
@@ -139,6 +143,7 @@ def _build(family, arch, rngs, kwargs):
         resnet: resnet.ResNet,
         densenet: densenet.DenseNet,
         efficientnet: efficientnet.EfficientNet,
+        mobilenet: mobilenet.MobileNetV2,
     }
     return cls[family](arch, rngs=rngs, **kwargs)
 

@@ -1,11 +1,11 @@
-"""ReLU and SiLU as every jcxr model calls them, with guided backpropagation on request.
+"""ReLU, ReLU6 and SiLU as every jcxr model calls them, with guided backpropagation on request.
 
 Inside :func:`guided` (Springenberg et al. 2015) their backward pass lets a gradient through
 only where both the unit's input and the incoming gradient are positive; outside it they are
-``jax.nn.relu`` and ``jax.nn.silu``. The switch is a context variable read while tracing, so a
-guided function must be traced inside the block (as :func:`jcxr.explain.guided_backprop`
-does). For SiLU, which has no "off" side, the guided rule keeps SiLU's own derivative where it
-lets the gradient through.
+``jax.nn.relu``, ``jax.nn.relu6`` and ``jax.nn.silu``. The switch is a context variable read
+while tracing, so a guided function must be traced inside the block (as
+:func:`jcxr.explain.guided_backprop` does). For SiLU, which has no "off" side, the guided rule
+keeps SiLU's own derivative where it lets the gradient through.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def _guided(activation):
 
 
 _guided_relu, _guided_silu = _guided(jax.nn.relu), _guided(jax.nn.silu)
+_guided_relu6 = _guided(jax.nn.relu6)
 
 
 def relu(x):
@@ -56,3 +57,7 @@ def relu(x):
 
 def silu(x):
     return _guided_silu(x) if _GUIDED.get() else jax.nn.silu(x)
+
+
+def relu6(x):
+    return _guided_relu6(x) if _GUIDED.get() else jax.nn.relu6(x)

@@ -36,6 +36,7 @@ from random_weights import (
 ARCHS = [f"resnet{d}" for d in (18, 34, 50, 101, 152)]
 ARCHS += [f"densenet{d}" for d in (121, 161, 169, 201)]
 ARCHS += [f"efficientnet_b{i}" for i in range(8)]
+ARCHS += ["mobilenet_v2"]
 
 
 def write_manifest(arch: str) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 
 MANIFESTS = Path(__file__).parent / "manifests"
 FIXTURES = Path(__file__).parent / "fixtures"
-GOLDEN_ARCHS = ("resnet34", "resnet50", "densenet121", "efficientnet_b0", "efficientnet_b5")
+GOLDEN_ARCHS = ("resnet34", "resnet50", "densenet121", "efficientnet_b0", "efficientnet_b5",
+                "mobilenet_v2")  # fmt: skip
 # every other torchvision architecture jcxr offers: eval logits at EVAL_ONLY_RESOLUTION only, so
 # CI checks each numerically without compiling the largest networks at 224 px and in training
 EVAL_ONLY_ARCHS = ("resnet18", "resnet101", "resnet152", "densenet161", "densenet169",
