@@ -15,12 +15,13 @@ then run with ``--config.data.shards=SHARDS --config.eval.external=OPENI_SHARDS`
 is scored on its PadChest test split and on OpenI, the two AUCs compared by unpaired DeLong.
 
 The recipe: EfficientNet-B2, DenseNet121 and MobileNet v2 (the paper's MobileNet is v1, which
-torchvision does not ship; its Xception and InceptionV3 are not in jcxr.models yet), a 3-layer MLP head with dropout 0.3, RMSprop at 1e-3 halved after 5
-epochs without validation-loss improvement, 30 epochs, batch 16, class weights 75/25, 224 px,
-split 75:19:6; rotation, shift, shear, scale and flip applied to the cardiomegaly images only
-(the paper gives no ranges: these are jcxr's defaults and a 10 degree shear). The architectures are
-compared on the same test images by paired DeLong (report: "Between architectures"). Not yet:
-the 50/50 weighting as a second arm of one sweep.
+torchvision does not ship; its Xception and InceptionV3 are not in jcxr.models yet), a 3-layer
+MLP head with dropout 0.3, RMSprop at 1e-3 halved after 5 epochs without validation-loss
+improvement, 30 epochs, batch 16, class weights 75/25, 224 px, split 75:19:6; rotation, shift,
+shear, scale and flip applied to the cardiomegaly images only (the paper gives no ranges: these
+are jcxr's defaults and a 10 degree shear). The architectures are compared on the same test
+images by paired DeLong (report: "Between architectures"). Not yet: the 50/50 weighting as a
+second arm of one sweep.
 """
 
 from jcxr.train.config import defaults
