@@ -86,6 +86,10 @@ def test_prepare_crops_to_the_lungs_records_the_box_and_verify_checks_it(real_ma
         expected = shards.resize(images.to_square(grey[y0:y1, x0:x1], "crop"), 32, "bilinear")
         np.testing.assert_array_equal(shards.decode_pixels(record, 32), expected)
     assert shards.verify(tmp_path / "shards") == []
+    headers = shards.read_headers(tmp_path / "shards", 32, [2, 0])
+    assert [h["crop"] for h in headers] == [
+        shards.decode_header(records[i])["crop"] for i in (2, 0)
+    ]
     # another margin is another input: refused, not mixed into the same shards
     with pytest.raises(DataError, match="crop"):
         shards.prepare(table, root, tmp_path / "shards", [32], workers=1, progress=False,

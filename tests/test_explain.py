@@ -279,7 +279,25 @@ def test_pointing_game_energy_and_iou_on_constructed_maps():
 
 
 def test_boxes_rescale_with_the_image():
-    assert metrics.scale_boxes([(100, 50, 20, 10)], (1024, 512), 256) == [(25, 25, 5, 5)]
+    assert metrics.scale_boxes([(100, 50, 20, 10)], (1024, 1024), 256) == [(25, 12.5, 5, 2.5)]
+
+
+@pytest.mark.parametrize("square", ["crop", "pad"])
+@pytest.mark.parametrize("crop", [None, (40, 30, 260, 200)])
+def test_boxes_land_where_prepare_puts_their_pixels(square, crop):
+    """A bright rectangle drawn where the box is, through prepare's own steps (the lung crop,
+    squaring, resizing): the moved box covers what became of it."""
+    from jcxr.data import images, shards
+
+    image = np.zeros((240, 300), np.uint8)  # not square: squaring moves things
+    image[90:120, 120:160] = 255
+    box = (120, 90, 40, 30)
+    cut = image if crop is None else image[crop[1] : crop[3], crop[0] : crop[2]]
+    out = shards.resize(images.to_square(cut, square), 64, "area")
+    (moved,) = metrics.scale_boxes([box], (300, 240), 64, crop=crop, square=square)
+    inside, bright = metrics.box_mask([moved], (64, 64)), out > 127
+    assert bright.sum() > 20
+    assert (inside & bright).sum() / (inside | bright).sum() > 0.8
 
 
 def test_summary_confidence_intervals():

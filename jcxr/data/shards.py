@@ -424,6 +424,14 @@ def read_pixels(shards: str | Path, resolution: int, records) -> np.ndarray:
     return np.stack([decode_pixels(source[int(r)], resolution).copy() for r in records])
 
 
+def read_headers(shards: str | Path, resolution: int, records) -> list[dict]:
+    """The headers of ``records`` (image id, labels, and a lung crop's box where there is one)."""
+    import grain
+
+    source = grain.sources.ArrayRecordDataSource(shard_paths(shards, resolution))
+    return [decode_header(source[int(r)]) for r in records]
+
+
 def verify(shards: str | Path) -> list[str]:
     """Re-read every shard: checksums, record counts and headers against the index.
 

@@ -24,11 +24,22 @@ from scipy import stats
 Box = tuple[float, float, float, float]
 
 
-def scale_boxes(boxes: Sequence[Box], original: tuple[int, int], size: int) -> list[Box]:
-    """Boxes in an ``original`` ``(width, height)`` image to a ``size`` x ``size`` map (the
-    image resized whole, as jcxr's shards are)."""
-    sx, sy = size / original[0], size / original[1]
-    return [(x * sx, y * sy, w * sx, h * sy) for x, y, w, h in boxes]
+def scale_boxes(boxes: Sequence[Box], original: tuple[int, int], size: int, *,
+                crop: Sequence[int] | None = None, square: str = "crop") -> list[Box]:  # fmt: skip
+    """Boxes drawn on an ``original`` ``(width, height)`` image, moved into the ``size`` x
+    ``size`` image ``prepare`` made of it: cut to ``crop`` ``(x0, y0, x1, y1)`` where it was
+    (the lung crop, recorded in the record's header), squared as ``square`` says (a centre crop
+    or black padding to a square), resized."""
+    left, top = (crop[0], crop[1]) if crop is not None else (0, 0)
+    width, height = (crop[2] - crop[0], crop[3] - crop[1]) if crop is not None else original
+    if square == "crop":
+        side = min(width, height)
+        left, top = left + (width - side) // 2, top + (height - side) // 2
+    else:
+        side = max(width, height)
+        left, top = left - (side - width) // 2, top - (side - height) // 2
+    s = size / side
+    return [((x - left) * s, (y - top) * s, w * s, h * s) for x, y, w, h in boxes]
 
 
 def box_mask(boxes: Sequence[Box], shape: tuple[int, int]) -> np.ndarray:

@@ -27,7 +27,7 @@ from flax import nnx
 from jcxr import explain
 from jcxr._io import atomic_write_text
 from jcxr.data import nih
-from jcxr.data.shards import read_index, read_manifest, read_pixels
+from jcxr.data.shards import read_headers, read_index, read_manifest, read_pixels
 from jcxr.explain import metrics
 from jcxr.models import normalise
 from jcxr.results import SweepResult
@@ -56,6 +56,7 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16, method=
         raise FileNotFoundError(f"no boxes in {boxes or data_root}: pass --boxes FILE")
     chosen = [c for c in results.cells if c.done and c.cell.fold is None and not c.folds
               and (not cells or c.cell.id in cells)]  # fmt: skip
+    square = read_manifest(shard_dir).get("inputs", {}).get("square", "crop")
     out_dir = workdir / "explain"
     (out_dir / "overlays").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -73,13 +74,15 @@ def localise(workdir: Path, *, cells=None, boxes=None, images: int = 16, method=
         model = _best_model(config, workdir, cell)
         pixels = read_pixels(shard_dir, cell.resolution, records)
         heat = heat_maps(model, pixels, method, layer or None)
+        headers = read_headers(shard_dir, cell.resolution, records)
         scored, chance = [], []
         first_seed = min(c.cell.seed for c in chosen if c.cell.label == cell.label)
         grid = grids.setdefault((cell.label, cell.arch), {}) if cell.seed == first_seed else {}
         for k, image in enumerate(ids):
-            side = sizes[image]
             drawn = [(b.x, b.y, b.width, b.height) for b in found[image] if b.label == cell.label]
-            scaled = metrics.scale_boxes(drawn, side, cell.resolution)
+            header = headers[k]  # a lung-cropped record knows its box and its original's size
+            scaled = metrics.scale_boxes(drawn, header.get("size", sizes[image]), cell.resolution,
+                                         crop=header.get("crop"), square=square)  # fmt: skip
             scored.append(metrics.localisation(heat[k], scaled))
             chance.append(float(metrics.box_mask(scaled, heat[k].shape).mean()))
             if k < OVERLAYS:
