@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from jcxr._io import file_sha256, read_csv
-from jcxr.data.table import DataError, Table
+from jcxr.data.table import DataError, Table, finding_labels, reader_options
 
 REPORTS = "NLMCXR_reports.tgz"
 REPORT_FOLDER = "ecgen-radiology"
@@ -82,14 +82,9 @@ def read_metadata(
       terms: the MeSH lists read, ``("major",)`` or ``("major", "automatic")``.
       views_from: ``"dicom"`` or ``"tsne"`` (:data:`VIEW_TABLES`).
     """
-    if preset is not None and preset not in PRESETS:
-        raise DataError(f"unknown OpenI preset {preset!r}; expected one of {list(PRESETS)}")
-    o = {**DEFAULTS, **PRESETS.get(preset, {})}
     given = dict(views=views, labels=labels, negatives=negatives, terms=terms,
                  views_from=views_from)  # fmt: skip
-    o.update({k: v for k, v in given.items() if v is not None})
-    if o["negatives"] not in ("absent", "normal"):
-        raise DataError(f"negatives must be 'absent' or 'normal'; got {o['negatives']!r}")
+    o = reader_options("OpenI", DEFAULTS, PRESETS, preset, given)
     if o["views_from"] not in VIEW_TABLES:
         raise DataError(f"views_from must be one of {list(VIEW_TABLES)}; got {o['views_from']!r}")
     if not set(o["terms"]) <= {"major", "automatic"} or not o["terms"]:
@@ -104,14 +99,7 @@ def read_metadata(
                 rows.append((report, image, view, findings))
     present = sorted({f for *_, found in rows for f in found})
     names = list(o["labels"]) if o["labels"] is not None else present
-    column = {name: j for j, name in enumerate(names)}
-    values = np.zeros((len(rows), len(names)), np.float32)
-    for i, (*_, found) in enumerate(rows):
-        if o["negatives"] == "normal" and "No Finding" not in found:
-            values[i] = np.nan
-        for finding in found:
-            if finding in column:
-                values[i, column[finding]] = 1.0
+    values = finding_labels([r[3] for r in rows], names, o["negatives"])
     reports = np.array([r[0] for r in rows])
     return Table(
         source="openi",

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from jcxr._io import file_sha256, read_csv
-from jcxr.data.table import DataError, Table
+from jcxr.data.table import DataError, Table, finding_labels, reader_options
 
 CSV_NAME = "PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv"
 REQUIRED = ("ImageID", "ImageDir", "PatientID", "StudyID", "Projection", "MethodLabel", "Labels")
@@ -114,14 +114,9 @@ def read_metadata(
       negatives: ``"absent"`` (an image without the finding is 0) or ``"normal"`` (only images
         labelled normal are 0; the rest are excluded).
     """
-    if preset is not None and preset not in PRESETS:
-        raise DataError(f"unknown PadChest preset {preset!r}; expected one of {list(PRESETS)}")
-    o = {**DEFAULTS, **PRESETS.get(preset, {})}
     given = dict(labels=labels, projections=projections, physician_only=physician_only,
                  exclude_devices=exclude_devices, devices=devices, negatives=negatives)  # fmt: skip
-    o.update({k: v for k, v in given.items() if v is not None})
-    if o["negatives"] not in ("absent", "normal"):
-        raise DataError(f"negatives must be 'absent' or 'normal'; got {o['negatives']!r}")
+    o = reader_options("PadChest", DEFAULTS, PRESETS, preset, given)
     unknown = sorted(set(o["projections"]) - set(PROJECTIONS))
     if unknown:
         raise DataError(f"projections {unknown} are not PadChest's; expected {list(PROJECTIONS)}")
@@ -132,15 +127,7 @@ def read_metadata(
             and (not o["physician_only"] or r["MethodLabel"] == "Physician")
             and not dropped.intersection(r["findings"] or ())]  # fmt: skip
     names = _label_names(kept, o["labels"])
-    column = {name: j for j, name in enumerate(names)}
-    values = np.zeros((len(kept), len(names)), np.float32)
-    for i, r in enumerate(kept):
-        if r["findings"] is None or (o["negatives"] == "normal"
-                                     and "No Finding" not in r["findings"]):  # fmt: skip
-            values[i] = np.nan
-        for finding in r["findings"] or ():
-            if finding in column:
-                values[i, column[finding]] = 1.0
+    values = finding_labels([r["findings"] for r in kept], names, o["negatives"])
     return Table(
         source="padchest",
         image_ids=np.array([r["ImageID"] for r in kept]),

@@ -69,3 +69,33 @@ class Table:
             }
             for j, name in enumerate(self.label_names)
         }
+
+
+NEGATIVES = ("absent", "normal")
+
+
+def reader_options(source: str, defaults: dict, presets: dict, preset, given: dict) -> dict:
+    """A report-labelled source's reading options: ``defaults``, then the ``preset``'s, then
+    every argument the caller set (not None)."""
+    if preset is not None and preset not in presets:
+        raise DataError(f"unknown {source} preset {preset!r}; expected one of {list(presets)}")
+    options = {**defaults, **presets.get(preset, {})}
+    options.update({k: v for k, v in given.items() if v is not None})
+    if options["negatives"] not in NEGATIVES:
+        raise DataError(f"negatives must be one of {NEGATIVES}; got {options['negatives']!r}")
+    return options
+
+
+def finding_labels(findings: list, names: list[str], negatives: str) -> np.ndarray:
+    """``[N, L]`` 1 / 0 / NaN from each image's set of findings (None: unlabelled, NaN
+    everywhere): 1 where the set names the label; else 0, or with ``negatives="normal"`` 0 only
+    for images labelled "No Finding" and NaN (excluded) for the rest."""
+    column = {name: j for j, name in enumerate(names)}
+    values = np.zeros((len(findings), len(names)), np.float32)
+    for i, found in enumerate(findings):
+        if found is None or (negatives == "normal" and "No Finding" not in found):
+            values[i] = np.nan
+        for finding in found or ():
+            if finding in column:
+                values[i, column[finding]] = 1.0
+    return values

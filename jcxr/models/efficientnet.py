@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -12,11 +11,11 @@ from flax import nnx
 from jcxr.models.activations import silu
 from jcxr.models.layers import (
     ConvNormAct,
+    FeaturesThenHead,
     Sequential,
     StochasticDepth,
     conv,
     make_head,
-    run_stages,
 )
 
 # name -> (width multiplier, depth multiplier, classifier dropout)
@@ -98,7 +97,7 @@ class MBConv(nnx.Module):
         return x + self.stochastic_depth(y) if self.residual else y
 
 
-class EfficientNet(nnx.Module):
+class EfficientNet(FeaturesThenHead, nnx.Module):
     """``[B, H, W, 3]`` normalised images -> ``[B, num_outputs]`` logits (float32).
 
     ``stochastic_depth`` is the largest per-block drop rate (torchvision's 0.2), scaled linearly
@@ -170,14 +169,3 @@ class EfficientNet(nnx.Module):
             dtype=dtype,
             rngs=rngs,
         )
-
-    def stages(self) -> list[tuple[str, Callable]]:
-        """Named steps, torchvision's module names (``features.0`` to ``features.8``)."""
-        return [(f"features.{i}", layer) for i, layer in enumerate(self.features.layers)]
-
-    def feature_map(self, x):
-        """``[B, H, W, 3] -> [B, H / 32, W / 32, C]`` feature map before pooling."""
-        return run_stages(self.stages(), x)
-
-    def __call__(self, x):
-        return self.head(self.feature_map(x)).astype(jnp.float32)

@@ -211,6 +211,21 @@ class ConvNormAct(Sequential):
         return x if self.activation is None else self.activation(x)
 
 
+class FeaturesThenHead:
+    """For models whose feature extractor is one ``Sequential`` named ``features``
+    (EfficientNet, MobileNet): its children are the named stages, ``features.0`` onward."""
+
+    def stages(self) -> list[tuple[str, Callable]]:
+        return [(f"features.{i}", layer) for i, layer in enumerate(self.features.layers)]
+
+    def feature_map(self, x):
+        """``[B, H, W, 3] -> [B, H / 32, W / 32, C]`` feature map before pooling."""
+        return run_stages(self.stages(), x)
+
+    def __call__(self, x):
+        return self.head(self.feature_map(x)).astype(jnp.float32)
+
+
 def run_stages(stages: Sequence[tuple[str, Callable]], x: Array) -> Array:
     """Apply a model's named ``stages()`` (or a slice of them) in order."""
     for _, stage in stages:

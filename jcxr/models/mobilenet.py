@@ -7,15 +7,13 @@ inverted residuals and linear bottlenecks, stands in for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax.numpy as jnp
 from flax import nnx
 
 from jcxr.models.activations import relu6
 from jcxr.models.batchnorm import BatchNorm
 from jcxr.models.efficientnet import round_channels
-from jcxr.models.layers import ConvNormAct, Sequential, conv, make_head, run_stages
+from jcxr.models.layers import ConvNormAct, FeaturesThenHead, Sequential, conv, make_head
 
 CONFIGS = {"mobilenet_v2": 1.0}  # name -> width multiplier
 # (expand ratio, output channels, blocks, first stride) per stage
@@ -47,7 +45,7 @@ class InvertedResidual(nnx.Module):
         return x + y if self.residual else y
 
 
-class MobileNetV2(nnx.Module):
+class MobileNetV2(FeaturesThenHead, nnx.Module):
     """``[B, H, W, 3]`` normalised images -> ``[B, num_outputs]`` logits (float32)."""
 
     def __init__(self, arch: str, *, num_outputs: int = 1000, head: str = "linear",
@@ -68,14 +66,3 @@ class MobileNetV2(nnx.Module):
         self.features = Sequential(*layers)
         self.head = make_head(head, self.num_features, num_outputs, dropout=dropout, dtype=dtype,
                               rngs=rngs)  # fmt: skip
-
-    def stages(self) -> list[tuple[str, Callable]]:
-        """Named steps, torchvision's module names (``features.0`` to ``features.18``)."""
-        return [(f"features.{i}", layer) for i, layer in enumerate(self.features.layers)]
-
-    def feature_map(self, x):
-        """``[B, H, W, 3] -> [B, H / 32, W / 32, 1280]`` feature map before pooling."""
-        return run_stages(self.stages(), x)
-
-    def __call__(self, x):
-        return self.head(self.feature_map(x)).astype(jnp.float32)
