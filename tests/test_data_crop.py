@@ -10,17 +10,17 @@ from PIL import Image
 from jcxr.data import crop, images, shards
 from jcxr.data.table import DataError, Table
 
-MASKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "lung_masks"
+MASKS = Path(__file__).parent / "data" / "lung_masks"  # real masks: tests/data/README.md
 EMPTY = "16745_2_2.PNG"  # a real mask with no lung drawn
 
 
 @pytest.fixture(scope="module")
 def real_masks(tmp_path_factory):
-    """The first 40 masks of the archive (PNG and JPEG, several sizes), and the empty one."""
+    """The real masks kept in tests/data (PNG and JPEG, several sizes, one empty)."""
     out = tmp_path_factory.mktemp("masks")
     with zipfile.ZipFile(MASKS / "semantic_masks_v7labs_lungs.zip") as archive:
         names = [n for n in archive.namelist() if not n.endswith("/")]
-        for name in names[:40] + [n for n in names if n.endswith(EMPTY)]:
+        for name in names:
             (out / Path(name).name).write_bytes(archive.read(name))
     return out
 

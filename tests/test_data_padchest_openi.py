@@ -1,4 +1,4 @@
-"""PadChest and OpenI readers on their real metadata (../shared/data/), Cardona Cardenas et al.
+"""PadChest and OpenI readers on their real metadata (tests/data/), Cardona Cardenas et al.
 2020's cohorts, and bad rows."""
 
 import ast
@@ -16,9 +16,9 @@ from PIL import Image
 from jcxr.data import load_table, openi, padchest, shards
 from jcxr.data.table import DataError
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-PADCHEST = SHARED / "padchest"
-OPENI = SHARED / "openi"
+DATA = Path(__file__).parent / "data"  # the real metadata, as tests/data/README.md says
+PADCHEST = DATA / "padchest"
+OPENI = DATA / "openi"
 
 
 @pytest.fixture(scope="module")
