@@ -214,10 +214,10 @@ def test_shards_of_another_source_are_refused(phantom_shards, tmp_path):
     assert not (tmp_path / "cells").exists()
 
 
-def test_cardenas_config_says_its_sources_are_missing(tmp_path):
+def test_cardenas_config_without_shards_says_how_to_prepare_padchest(tmp_path):
     config = load_config("cardenas2020")
     config.logging.wandb = "disabled"
-    with pytest.raises(ValueError, match="no PadChest/OpenI source"):
+    with pytest.raises(ValueError, match=r"python -m jcxr\.data prepare --source padchest"):
         run_sweep(config, tmp_path)
 
 
