@@ -105,9 +105,28 @@ def test_example_boxes_are_the_findings_boxes_as_fractions_of_the_image(tmp_path
     phantom.generate(tmp_path, 12, seed=1, workers=1)
     boxes = nih.read_boxes(tmp_path)
     with_mass = [i for i, v in boxes.items() if any(b.label == "Mass" for b in v)]
-    got = _boxes(tmp_path, [*with_mass, "absent.png"], "Mass")
+    no_crop = [{}] * (len(with_mass) + 1)
+    got = _boxes(tmp_path, [*with_mass, "absent.png"], "Mass", no_crop, "crop")
     for image, fractions in zip(with_mass, got, strict=False):
         want = [(b.x / 512, b.y / 512, b.width / 512, b.height / 512)
                 for b in boxes[image] if b.label == "Mass"]  # fmt: skip
         np.testing.assert_allclose(np.array(fractions), np.array(want), rtol=1e-12)
-    assert got[-1] == [] and _boxes(None, ["x.png"], "Mass") == [[]]
+    assert got[-1] == [] and _boxes(None, ["x.png"], "Mass", [{}], "crop") == [[]]
+
+
+def test_example_boxes_move_with_the_lung_crop_and_the_squaring(tmp_path):
+    """The example figure outlines a finding where prepare put its pixels: a box on a 600 x 500
+    image cut to (100, 50, 400, 350) is 50 px in from the crop's corner."""
+    from jcxr.report import _boxes
+
+    (tmp_path / "BBox_List_2017.csv").write_text(
+        "Image Index,Finding Label,Bbox [x,y,w,h],,,\na.png,Mass,150,100,60,30\n"
+    )
+    cropped = [{"crop": [100, 50, 400, 350], "size": [600, 500]}]
+    ((got,),) = _boxes(tmp_path, ["a.png"], "Mass", cropped, "crop")
+    np.testing.assert_allclose(got, np.array([50, 50, 60, 30]) / 300, rtol=1e-12)
+    # no lung crop, a 600 x 500 image squared by a centre crop: 50 px off the left
+    wide = [{"size": [600, 500]}]
+    ((got,),) = _boxes(tmp_path, ["a.png"], "Mass", wide, "crop")
+    np.testing.assert_allclose(got, np.array([100, 100, 60, 30]) / 500, rtol=1e-12)
+    assert _boxes(tmp_path, ["a.png"], "Nodule", wide, "crop") == [[]]

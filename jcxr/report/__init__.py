@@ -106,7 +106,7 @@ def _examples(shard_dir: Path, comp, predictions: dict, data_root: Path | None) 
     """The same few positive test records at every resolution (the ones the highest resolution
     scores most confidently: the finding is there and findable): ``{"images": {resolution:
     [n, R, R]}, "boxes": [[(x, y, w, h) as fractions of the image side], ...]}``."""
-    from jcxr.data.shards import read_index, read_pixels
+    from jcxr.data.shards import read_headers, read_index, read_pixels
 
     if not predictions:
         return {}
@@ -116,15 +116,20 @@ def _examples(shard_dir: Path, comp, predictions: dict, data_root: Path | None) 
     try:
         images = {r: read_pixels(shard_dir, r, chosen) for r in comp.resolutions}
         ids = read_index(shard_dir, comp.resolutions[0]).image_ids[chosen].tolist()
+        headers = read_headers(shard_dir, comp.resolutions[0], chosen)
     except Exception:  # shards gone: the report still builds, without this figure
         return {}
-    return {"images": images, "boxes": _boxes(data_root, ids, comp.label)}
+    square = _manifest(shard_dir).get("inputs", {}).get("square", "crop")
+    return {"images": images, "boxes": _boxes(data_root, ids, comp.label, headers, square)}
 
 
-def _boxes(data_root: Path | None, image_ids: list[str], label: str) -> list[list[tuple]]:
+def _boxes(data_root: Path | None, image_ids: list[str], label: str, headers: list[dict],
+           square: str) -> list[list[tuple]]:  # fmt: skip
     """Each image's boxes of ``label`` (NIH's BBox_List_2017.csv, or the phantoms' own) as
-    fractions of the image file's side (square images, as NIH's PNGs and the phantoms are)."""
+    fractions of the stored image's side, moved as prepare moved the pixels (its lung crop,
+    from the record's header, and its squaring)."""
     from jcxr.data import nih
+    from jcxr.explain.metrics import scale_boxes
 
     empty = [[] for _ in image_ids]
     if data_root is None:
@@ -135,8 +140,9 @@ def _boxes(data_root: Path | None, image_ids: list[str], label: str) -> list[lis
     except Exception:  # no metadata where the config says: no boxes, the figure stays
         return empty
     out = []
-    for image in image_ids:
-        side = sizes.get(image, (0, 0))[0]
-        out.append([(b.x / side, b.y / side, b.width / side, b.height / side)
-                    for b in boxes.get(image, []) if b.label == label and side])  # fmt: skip
+    for image, header in zip(image_ids, headers, strict=True):
+        size = header.get("size") or sizes.get(image)
+        drawn = [(b.x, b.y, b.width, b.height) for b in boxes.get(image, []) if b.label == label]
+        out.append(scale_boxes(drawn, tuple(size), 1, crop=header.get("crop"), square=square)
+                   if size and drawn else [])  # fmt: skip
     return out
