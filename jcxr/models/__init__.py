@@ -1,8 +1,8 @@
-"""jcxr.models: Flax NNX ResNet, DenseNet, EfficientNet and MobileNet v2 that load torchvision's
-weights exactly.
+"""jcxr.models: Flax NNX ResNet, DenseNet, EfficientNet, MobileNet v2/v3 and InceptionV3 that
+load torchvision's weights exactly, and Xception loading timm's (``legacy_xception``).
 
 Input ``[B, H, W, 3]`` float, normalised as torchvision expects (ImageNet mean/std), any square
-size from 32 px up; output ``[B, num_outputs]`` float32 logits (higher = positive).
+size from 32 px up (InceptionV3: 75 px, :func:`min_size`); output ``[B, num_outputs]`` float32 logits (higher = positive).
 Call ``model.eval()`` for inference (running BatchNorm statistics, no dropout) and
 ``model.train()`` for training.
 """
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jcxr.models import densenet, efficientnet, mobilenet, resnet
+from jcxr.models import densenet, efficientnet, inception, mobilenet, resnet, xception
 from jcxr.models.layers import HEADS
 from jcxr.models.weights import WeightsMismatchError, load_into, read_state_dict
 
@@ -26,6 +26,8 @@ _FAMILIES = {
     **{name: densenet for name in densenet.CONFIGS},
     **{name: efficientnet for name in efficientnet.CONFIGS},
     **{name: mobilenet for name in mobilenet.CONFIGS},
+    **{name: inception for name in inception.CONFIGS},
+    **{name: xception for name in xception.CONFIGS},
 }
 IMAGENET_CLASSES = 1000
 # Inputs are normalised with these after grey -> RGB (channel order R, G, B).
@@ -40,6 +42,7 @@ __all__ = [
     "create",
     "from_torchvision",
     "list_archs",
+    "min_size",
     "normalise",
     "torch_head",
 ]
@@ -47,8 +50,14 @@ __all__ = [
 
 def list_archs(*, torchvision_only: bool = False) -> list[str]:
     """Every architecture name ``create`` accepts; with ``torchvision_only`` just those that
-    have torchvision counterparts (and ImageNet weights), i.e. all but ``resnet_tiny``."""
+    have ImageNet weights to port (torchvision's, and timm's for ``xception``), i.e. all but
+    ``resnet_tiny``."""
     return [a for a in _FAMILIES if not (torchvision_only and a in resnet.NOT_TORCHVISION)]
+
+
+def min_size(arch: str) -> int:
+    """Smallest square input ``arch`` takes, in px (32, or InceptionV3's 75)."""
+    return getattr(_family(arch), "MIN_SIZE", 32)
 
 
 def normalise(images: jax.Array, dtype=jnp.float32) -> jax.Array:
@@ -63,7 +72,8 @@ def normalise(images: jax.Array, dtype=jnp.float32) -> jax.Array:
 
 def torch_head(arch: str) -> str:
     """Key prefix of torchvision's ImageNet classifier for ``arch`` (e.g. ``"fc"``)."""
-    return _family(arch).TORCH_HEAD
+    family = _family(arch)
+    return getattr(family, "TORCH_HEADS", {}).get(arch, family.TORCH_HEAD)
 
 
 def create(
@@ -84,7 +94,8 @@ def create(
       arch: one of :func:`list_archs`.
       head: ``"linear"`` (average pool + dense), ``"concat_pool"`` (fastai: concat(avg, max) ->
         BN -> dropout -> dense(512) -> ReLU -> BN -> dropout -> dense) or ``"mlp"`` (3 dense
-        layers, ReLU and dropout between).
+        layers, ReLU and dropout between); ``"imagenet"`` is the architecture's own classifier
+        (what :func:`from_torchvision` builds, two dense layers for MobileNet v3).
       dropout: head dropout rate.
       dtype: compute dtype (``jnp.bfloat16`` for mixed precision); parameters and BatchNorm
         statistics stay float32.
@@ -95,7 +106,7 @@ def create(
       rngs: parameter and dropout randomness (default ``nnx.Rngs(0)``).
     """
     family = _family(arch)
-    if head not in HEADS:
+    if head not in (*HEADS, "imagenet"):
         raise ValueError(f"head must be one of {HEADS}; got {head!r}")
     if num_outputs < 1:
         raise ValueError(f"num_outputs must be >= 1; got {num_outputs}")
@@ -110,7 +121,8 @@ def create(
         kwargs["stochastic_depth"] = stochastic_depth
     model = _build(family, arch, rngs or nnx.Rngs(0), kwargs)
     if pretrained is not None:
-        load_into(model, read_state_dict(pretrained), family.TORCH_HEAD, include_head=False)
+        load_into(model, read_state_dict(pretrained), torch_head(arch), include_head=False,
+                  ignore=getattr(family, "IGNORED", ()))  # fmt: skip
     return model
 
 
@@ -126,15 +138,16 @@ def from_torchvision(
     ``model.eval(); model(x_nhwc)`` equals torchvision's ``model.eval()(x_nchw)``.
     """
     family = _family(arch)
-    kwargs = dict(num_outputs=IMAGENET_CLASSES, head="linear", dtype=dtype)
-    if family is mobilenet:
-        kwargs["dropout"] = mobilenet.DROPOUT
+    kwargs = dict(num_outputs=IMAGENET_CLASSES, head="imagenet", dtype=dtype)
+    if family in (mobilenet, inception):
+        kwargs["dropout"] = family.DROPOUT
     if family is efficientnet:
         kwargs["dropout"] = efficientnet.CONFIGS[arch][2]
         if stochastic_depth is not None:
             kwargs["stochastic_depth"] = stochastic_depth
     model = _build(family, arch, nnx.Rngs(0), kwargs)
-    load_into(model, read_state_dict(state_dict), family.TORCH_HEAD, include_head=True)
+    load_into(model, read_state_dict(state_dict), torch_head(arch), include_head=True,
+              ignore=getattr(family, "IGNORED", ()))  # fmt: skip
     return model
 
 
@@ -143,8 +156,13 @@ def _build(family, arch, rngs, kwargs):
         resnet: resnet.ResNet,
         densenet: densenet.DenseNet,
         efficientnet: efficientnet.EfficientNet,
-        mobilenet: mobilenet.MobileNetV2,
+        inception: inception.InceptionV3,
+        xception: xception.Xception,
     }
+    if family is mobilenet:
+        return (mobilenet.MobileNetV2 if arch == "mobilenet_v2" else mobilenet.MobileNetV3)(
+            arch, rngs=rngs, **kwargs
+        )
     return cls[family](arch, rngs=rngs, **kwargs)
 
 

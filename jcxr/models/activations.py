@@ -1,11 +1,12 @@
-"""ReLU, ReLU6 and SiLU as every jcxr model calls them, with guided backpropagation on request.
+"""ReLU, ReLU6, SiLU and hard swish as every jcxr model calls them, with guided
+backpropagation on request.
 
 Inside :func:`guided` (Springenberg et al. 2015) their backward pass lets a gradient through
 only where both the unit's input and the incoming gradient are positive; outside it they are
-``jax.nn.relu``, ``jax.nn.relu6`` and ``jax.nn.silu``. The switch is a context variable read
+``jax.nn.relu``, ``jax.nn.relu6``, ``jax.nn.silu`` and ``jax.nn.hard_swish``. The switch is a context variable read
 while tracing, so a guided function must be traced inside the block (as
 :func:`jcxr.explain.guided_backprop` does). For SiLU, which has no "off" side, the guided rule
-keeps SiLU's own derivative where it lets the gradient through.
+keeps SiLU's own derivative where it lets the gradient through (hard swish likewise).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _guided(activation):
 
 
 _guided_relu, _guided_silu = _guided(jax.nn.relu), _guided(jax.nn.silu)
-_guided_relu6 = _guided(jax.nn.relu6)
+_guided_relu6, _guided_hard_swish = _guided(jax.nn.relu6), _guided(jax.nn.hard_swish)
 
 
 def relu(x):
@@ -61,3 +62,8 @@ def silu(x):
 
 def relu6(x):
     return _guided_relu6(x) if _GUIDED.get() else jax.nn.relu6(x)
+
+
+def hard_swish(x):
+    """torch's Hardswish, ``x * relu6(x + 3) / 6`` (MobileNet v3)."""
+    return _guided_hard_swish(x) if _GUIDED.get() else jax.nn.hard_swish(x)

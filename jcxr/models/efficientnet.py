@@ -63,13 +63,17 @@ def round_channels(channels: float, width: float, divisor: int = 8) -> int:
 
 
 class SqueezeExcitation(nnx.Module):
-    def __init__(self, features, squeeze, *, dtype, rngs):
+    """torchvision's SqueezeExcitation: per-channel gates from the pooled map. EfficientNet's
+    uses SiLU and a sigmoid gate, MobileNet v3's ReLU and a hard sigmoid."""
+
+    def __init__(self, features, squeeze, *, activation=silu, gate=jax.nn.sigmoid, dtype, rngs):
         self.fc1 = conv(features, squeeze, 1, bias=True, dtype=dtype, rngs=rngs)
         self.fc2 = conv(squeeze, features, 1, bias=True, dtype=dtype, rngs=rngs)
+        self.activation, self.gate = activation, gate
 
     def __call__(self, x):
         scale = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(x.dtype)
-        scale = jax.nn.sigmoid(self.fc2(silu(self.fc1(scale))))
+        scale = self.gate(self.fc2(self.activation(self.fc1(scale))))
         return x * scale
 
 

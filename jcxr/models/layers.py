@@ -115,10 +115,10 @@ def conv_general_dilated(
 def conv(
     in_features: int,
     out_features: int,
-    kernel: int,
+    kernel: int | tuple[int, int],
     *,
     stride: int = 1,
-    padding: int | None = None,
+    padding: int | tuple[int, int] | None = None,
     groups: int = 1,
     bias: bool = False,
     dtype=jnp.float32,
@@ -127,15 +127,19 @@ def conv(
     """A torch-style convolution: explicit symmetric padding (default ``(kernel - 1) // 2``).
 
     Symmetric padding, not TF 'SAME', so that stride-2 layers see the same pixels as torch at
-    even and odd input sizes.
+    even and odd input sizes. ``kernel`` and ``padding`` are one number or torch's (rows, columns)
+    (InceptionV3's 1 x 7 and 7 x 1 convolutions).
     """
-    pad = (kernel - 1) // 2 if padding is None else padding
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    if padding is None:
+        padding = ((kh - 1) // 2, (kw - 1) // 2)
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
     return nnx.Conv(
         in_features,
         out_features,
-        (kernel, kernel),
+        (kh, kw),
         strides=(stride, stride),
-        padding=((pad, pad), (pad, pad)),
+        padding=((ph, ph), (pw, pw)),
         feature_group_count=groups,
         use_bias=bias,
         kernel_init=conv_init,
@@ -233,6 +237,14 @@ def run_stages(stages: Sequence[tuple[str, Callable]], x: Array) -> Array:
     return x
 
 
+def imagenet_to_half(x: Array) -> Array:
+    """ImageNet-normalised pixels -> normalised with mean 0.5 and std 0.5, what Google's
+    InceptionV3 and Keras' Xception weights expect (torchvision's ``transform_input``)."""
+    mean = np.asarray((0.485, 0.456, 0.406), np.float32)
+    std = np.asarray((0.229, 0.224, 0.225), np.float32)
+    return x * (std / 0.5).astype(x.dtype) + ((mean - 0.5) / 0.5).astype(x.dtype)
+
+
 def max_pool(x: Array, kernel: int, stride: int, padding: int) -> Array:
     """torch MaxPool2d (floor mode): padding counts as -inf."""
     return nnx.max_pool(
@@ -243,6 +255,12 @@ def max_pool(x: Array, kernel: int, stride: int, padding: int) -> Array:
 def avg_pool(x: Array, kernel: int, stride: int) -> Array:
     """torch AvgPool2d without padding (floor mode)."""
     return nnx.avg_pool(x, (kernel, kernel), strides=(stride, stride), padding="VALID")
+
+
+def avg_pool_same(x: Array) -> Array:
+    """torch ``avg_pool2d(x, 3, stride=1, padding=1)``: padding counts as zeros (divide by 9)."""
+    return nnx.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)),
+                        count_include_pad=True)  # fmt: skip
 
 
 def global_avg_pool(x: Array) -> Array:
@@ -333,7 +351,9 @@ class MLPHead(nnx.Module):
 
 
 def make_head(kind: str, in_features: int, num_outputs: int, *, dropout: float, dtype, rngs):
-    if kind == "linear":
+    """``kind`` one of :data:`HEADS`, or ``"imagenet"``: the architecture's own ImageNet
+    classifier (``jcxr.models.from_torchvision``), a linear head unless a model overrides it."""
+    if kind in ("linear", "imagenet"):
         return LinearHead(in_features, num_outputs, dropout=dropout, dtype=dtype, rngs=rngs)
     if kind == "concat_pool":
         return ConcatPoolHead(in_features, num_outputs, dropout=dropout, dtype=dtype, rngs=rngs)

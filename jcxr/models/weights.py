@@ -41,8 +41,8 @@ def torch_key(path: tuple, torch_head: str) -> str:
     """torchvision key of the NNX variable at ``path`` (``Sequential.layers`` segments dropped)."""
     parts = [str(p) for p in path if p != "layers"]
     leaf = _LEAF_TO_TORCH[parts[-1]]
-    if parts[0] == "head":
-        return f"{torch_head}.{leaf}"
+    if parts[0] == "head":  # LinearHead's "dense" is the classifier itself
+        return ".".join([torch_head, *(p for p in parts[1:-1] if p != "dense"), leaf])
     return ".".join([*parts[:-1], leaf])
 
 
@@ -93,18 +93,26 @@ def normalise_state_dict(state_dict: Mapping) -> dict[str, np.ndarray]:
 
 
 def load_into(
-    model: nnx.Module, state_dict: Mapping, torch_head: str, *, include_head: bool
+    model: nnx.Module,
+    state_dict: Mapping,
+    torch_head: str,
+    *,
+    include_head: bool,
+    ignore: tuple[str, ...] = (),
 ) -> dict:
     """Copy a torchvision state dict into ``model``; every tensor must fit exactly.
 
     With ``include_head=False`` the torchvision classifier's tensors are skipped and the model's
-    own (fresh) head is kept. Returns ``{"converted": int, "skipped": [keys]}``.
+    own (fresh) head is kept; tensors under an ``ignore`` prefix (InceptionV3's auxiliary
+    classifier, which jcxr does not build) are skipped too. Returns ``{"converted": int,
+    "skipped": [keys]}``.
     Raises :class:`WeightsMismatchError` listing every missing, unexpected and misshapen tensor.
     """
     tensors = normalise_state_dict(state_dict)
     targets = model_variables(model, torch_head, include_head=include_head)
     head_prefix = torch_head + "."
-    skipped = sorted(k for k in tensors if not include_head and k.startswith(head_prefix))
+    skipped = sorted(k for k in tensors if (not include_head and k.startswith(head_prefix))
+                     or k.startswith(ignore))  # fmt: skip
     offered = {k: v for k, v in tensors.items() if k not in skipped}
     missing = sorted(set(targets) - set(offered))
     unexpected = sorted(set(offered) - set(targets))

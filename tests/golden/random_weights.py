@@ -12,7 +12,7 @@ import numpy as np
 MANIFESTS = Path(__file__).parent / "manifests"
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN_ARCHS = ("resnet34", "resnet50", "densenet121", "efficientnet_b0", "efficientnet_b5",
-                "mobilenet_v2")  # fmt: skip
+                "mobilenet_v2", "mobilenet_v3_large", "inception_v3", "xception")  # fmt: skip
 # every other torchvision architecture jcxr offers: eval logits at EVAL_ONLY_RESOLUTION only, so
 # CI checks each numerically without compiling the largest networks at 224 px and in training
 EVAL_ONLY_ARCHS = ("resnet18", "resnet101", "resnet152", "densenet161", "densenet169",
@@ -20,7 +20,14 @@ EVAL_ONLY_ARCHS = ("resnet18", "resnet101", "resnet152", "densenet161", "densene
                    "efficientnet_b4", "efficientnet_b6", "efficientnet_b7")  # fmt: skip
 EVAL_ONLY_RESOLUTION = 65  # odd feature maps at every stride: 33, 17, 9, 5, 3
 RESOLUTIONS = (224, 97)  # 97 px gives odd feature maps at every stride: 49, 25, 13, 7, 4
+NATIVE = {"inception_v3": 299, "xception": 299}  # the rest: 224 px
+TIMM = {"xception": "legacy_xception"}  # jcxr name -> timm name, for weights not in torchvision
 TRAIN_RESOLUTION = 97
+# InceptionV3 reaches 1 x 1 maps at 97 px: BatchNorm over a batch of 2 single pixels is then a
+# sign function (x / sqrt(x^2 + eps), slope 1 / sqrt(eps) = 32 near 0), and two such stacks make
+# float32 rounding differences of 1e-6 into logit differences of 5e-3. At 139 px its last maps
+# are 3 x 3.
+TRAIN_RESOLUTIONS = {"inception_v3": 139}
 BATCH = 2
 # fixtures/cam.npz (generate_cam.py): pytorch-grad-cam's maps at these torchvision layers
 CAM_RESOLUTION = 129  # 5 x 5 at stride 32, 9 x 9 at stride 16
@@ -30,6 +37,15 @@ CAM_CASES = {
     "efficientnet_b0": ("features.8", "features.5"),
 }
 SEED = 20201122
+
+
+def resolutions(arch: str) -> tuple[int, int]:
+    """The golden fixture's eval resolutions: the native size, then 97 px."""
+    return NATIVE.get(arch, RESOLUTIONS[0]), RESOLUTIONS[1]
+
+
+def train_resolution(arch: str) -> int:
+    return TRAIN_RESOLUTIONS.get(arch, TRAIN_RESOLUTION)
 
 
 def manifest(arch: str) -> dict:
