@@ -177,13 +177,30 @@ def test_guided_backprop_equals_pytorch_grad_cams_on_resnet34(torch_maps):
     np.testing.assert_allclose(got[0], expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("arch", ["resnet_tiny", "densenet121", "efficientnet_b0", "mobilenet_v2"])
+@pytest.mark.parametrize("arch", ["resnet_tiny", "densenet121", "efficientnet_b0", "mobilenet_v2",
+                                  "mobilenet_v3_large", "inception_v3", "xception"])  # fmt: skip
 def test_maps_for_every_family_come_back_at_input_resolution(arch):
     model = models.create(arch, num_outputs=1, head="concat_pool", rngs=nnx.Rngs(0))
     model.eval()
-    images = jnp.asarray(np.random.default_rng(2).normal(size=(2, 64, 64, 3)), jnp.float32)
-    maps = jax.jit(lambda x: explain.upsample(explain.grad_cam(model, x), 64))(images)
-    assert maps.shape == (2, 64, 64) and np.all(np.isfinite(np.asarray(maps)))
+    size = max(64, models.min_size(arch))
+    images = jnp.asarray(np.random.default_rng(2).normal(size=(2, size, size, 3)), jnp.float32)
+    maps = jax.jit(lambda x: explain.upsample(explain.grad_cam(model, x), size))(images)
+    assert maps.shape == (2, size, size) and np.all(np.isfinite(np.asarray(maps)))
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_large", "inception_v3", "xception"])
+def test_layer_names_are_the_reference_models_module_names(arch):
+    """Every layer a map can be taken at is a module of the torchvision (timm) model: a prefix
+    of its weights' keys, or one of its parameter-free modules (pools, activations)."""
+    from tests.golden.random_weights import manifest
+
+    keys = [k for k, *_ in manifest(arch)["tensors"]]
+    names = explain.layer_names(arch)
+    parameter_free = {"maxpool1", "maxpool2", "act2", "act3", "act4"}
+    for name in names:
+        assert name in parameter_free or any(k.startswith(name + ".") for k in keys), name
+    assert names[-1] == {"mobilenet_v3_large": "features.16", "inception_v3": "Mixed_7c",
+                         "xception": "act4"}[arch]  # fmt: skip
 
 
 def test_a_cells_maps_are_compiled_once_and_equal_one_eager_call(monkeypatch):

@@ -423,6 +423,17 @@ def test_flops_scale_with_resolution_and_match_torchvision_roughly():
     assert large["flops"] / small["flops"] == pytest.approx(4.0, rel=0.05)
 
 
+def test_a_sweep_below_an_architectures_smallest_input_stops_at_validation():
+    from jcxr.train.config import defaults, validate
+
+    config = defaults()
+    config.sweep.archs, config.sweep.resolutions = ("resnet18", "inception_v3"), (64, 128)
+    with pytest.raises(ValueError, match=r"inception_v3 takes images of 75 px and up; got \[64"):
+        validate(config)
+    config.sweep.only = ("inception_v3:128",)  # its own resolutions only: fine
+    validate(config)
+
+
 def test_unknown_architecture_and_bad_options():
     with pytest.raises(ValueError, match=r"unknown architecture 'resnet35'.*resnet34"):
         models.create("resnet35")

@@ -14,6 +14,7 @@ from jcxr import models
 
 torch = pytest.importorskip("torch", reason="live torchvision comparison needs torch installed")
 torchvision = pytest.importorskip("torchvision")
+pytest.importorskip("timm", reason="Xception's reference is timm's legacy_xception")
 
 RESOLUTION = 67  # odd feature maps at every stride: 34, 17, 9, 5, 3
 
@@ -25,8 +26,10 @@ def forward(model, x):
 
 @pytest.mark.parametrize("arch", models.list_archs(torchvision_only=True))
 def test_every_architecture_equals_torchvision(arch):
+    from tests.golden.generate import reference_model  # InceptionV3 and Xception as jcxr's
+
     torch.manual_seed(0)
-    reference = torchvision.models.get_model(arch, weights=None).eval()
+    reference = reference_model(arch).eval()
     with torch.no_grad():  # non-trivial running statistics, as after training
         for module in reference.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -35,7 +38,8 @@ def test_every_architecture_equals_torchvision(arch):
                 module.weight.uniform_(0.4, 1.0)
     model = models.from_torchvision(arch, reference.state_dict())
     model.eval()
-    x = np.random.default_rng(0).normal(size=(2, 3, RESOLUTION, RESOLUTION)).astype(np.float32)
+    size = max(RESOLUTION, models.min_size(arch))
+    x = np.random.default_rng(0).normal(size=(2, 3, size, size)).astype(np.float32)
     with torch.no_grad():
         expected = reference(torch.from_numpy(x)).numpy()
     got = np.asarray(forward(model, jnp.asarray(x.transpose(0, 2, 3, 1))))

@@ -17,9 +17,7 @@ def summarise(arch: str, resolution: int, num_outputs: int = 1000) -> dict:
 
     Nothing is initialised or compiled: the model is built abstractly and only lowered.
     """
-    abstract = nnx.eval_shape(
-        lambda: models.create(arch, num_outputs=num_outputs, head="imagenet")
-    )
+    abstract = nnx.eval_shape(lambda: models.create(arch, num_outputs=num_outputs, head="imagenet"))
     abstract.eval()
     graphdef, state = nnx.split(abstract)
     params = sum(v.get_value().size for _, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param)))

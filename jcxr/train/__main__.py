@@ -42,14 +42,27 @@ def main(argv):
     del argv
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.WARNING)  # orbax narrates every save at INFO
-    from jcxr.summary import console_summary
     from jcxr.train.config import validate
     from jcxr.train.sweep import run_sweep
 
     config = _CONFIG.value
     workdir = Path(_WORKDIR.value or Path("workdirs") / config.name)
     _cli.call(validate, config)
-    results = _cli.call(run_sweep, config, workdir, fresh=_FRESH.value)
+    if not config.sweep.arms:
+        _print_sweep(_cli.call(run_sweep, config, workdir, fresh=_FRESH.value), workdir)
+        return
+    from jcxr.train.arms import run_arms
+
+    for name, results in _cli.call(run_arms, config, workdir, fresh=_FRESH.value).items():
+        print(f"\n=== arm {name}")
+        _print_sweep(results, workdir / name)
+    print(f"\n{(workdir / 'arms.txt').read_text()}")
+    print(f"arms compared: {workdir / 'arms.json'}  {workdir / 'arms.html'}")
+
+
+def _print_sweep(results, workdir: Path) -> None:
+    from jcxr.summary import console_summary
+
     print(console_summary(results))
     failed = [c for c in results.cells if not c.done]
     print(f"\nresults: {workdir / 'results.json'}  {workdir / 'results.csv'}")

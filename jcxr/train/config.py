@@ -59,6 +59,10 @@ def defaults() -> ml_collections.ConfigDict:
     # "arch:resolution" pairs: an arch named here runs only at its listed resolutions (Chizari 2021
     # trains each EfficientNet at its own native size).
     c.sweep.only = ()
+    # Named variants of the whole sweep, "NAME: FIELD=VALUE; FIELD=VALUE" (Python literals),
+    # each run in WORKDIR/NAME and compared model by model (jcxr.train.arms): Cardona Cardenas
+    # et al. 2020's class weights 75/25 against 50/50. Empty: one sweep in WORKDIR.
+    c.sweep.arms = ()
 
     c.model = ml_collections.ConfigDict()
     c.model.head = "linear"
@@ -296,6 +300,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         choice("sweep.archs", arch, known)
     if config.eval.localise:
         _validate_localise(config.eval, config.sweep.archs)
+    if config.sweep.arms:
+        from jcxr.train.arms import arm_configs  # each arm's config, validated
+
+        arm_configs(config)
     for pair in config.sweep.only:
         arch, _, resolution = str(pair).partition(":")
         if arch not in known or not resolution.isdigit():
@@ -307,6 +315,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"config.sweep.resolutions must be >= 32 px; got {config.sweep.resolutions}"
         )
+    for arch in config.sweep.archs:
+        smallest = models.min_size(arch)
+        if any(r < smallest for r in resolutions_for(config, arch)):
+            raise ValueError(f"config.sweep.resolutions: {arch} takes images of {smallest} px "
+                             f"and up; got {resolutions_for(config, arch)}")  # fmt: skip
     if not config.logging.wandb_init_timeout > 0:
         raise ValueError(
             f"config.logging.wandb_init_timeout = {config.logging.wandb_init_timeout}; expected "
@@ -333,3 +346,10 @@ def _validate_localise(c, archs) -> None:
                     f"config.eval.localise_layer = {c.localise_layer!r} is not a layer of {arch}; "
                     f"expected '' (the last stage) or one of {names}"
                 )
+
+
+def resolutions_for(config, arch: str) -> list[int]:
+    """The sweep's resolutions for ``arch``, restricted by ``sweep.only`` where it names arch."""
+    pairs = [str(p).split(":") for p in config.sweep.only]
+    listed = [int(r) for a, r in pairs if a == arch and r.isdigit()]
+    return listed or list(config.sweep.resolutions)

@@ -26,7 +26,7 @@ from jcxr.tracking import Tracker
 from jcxr.train import parallel
 from jcxr.train.cell import check_external, train_cell
 from jcxr.train.compare import compare_across_seeds, compare_archs, compare_resolutions
-from jcxr.train.config import validate
+from jcxr.train.config import resolutions_for, validate
 from jcxr.train.fingerprint import check_workdir
 from jcxr.train.folds import fold_cells, pool, save_splits
 from jcxr.train.inputs import external_phantoms, label_data_for, shards_for
@@ -221,10 +221,3 @@ def run_cells(
         if cell not in results:
             results[cell] = train(cell, everywhere)
     return results
-
-
-def resolutions_for(config, arch: str) -> list[int]:
-    """The sweep's resolutions for ``arch``, restricted by ``sweep.only`` where it names arch."""
-    pairs = [p.split(":") for p in config.sweep.only]
-    listed = [int(r) for a, r in pairs if a == arch]
-    return listed or list(config.sweep.resolutions)
