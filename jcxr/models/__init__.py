@@ -2,7 +2,8 @@
 load torchvision's weights exactly, and Xception loading timm's (``legacy_xception``).
 
 Input ``[B, H, W, 3]`` float, normalised as torchvision expects (ImageNet mean/std), any square
-size from 32 px up (InceptionV3: 75 px, :func:`min_size`); output ``[B, num_outputs]`` float32 logits (higher = positive).
+size from 32 px up (InceptionV3: 75 px, :func:`min_size`); output ``[B, num_outputs]`` float32
+logits (higher = positive).
 Call ``model.eval()`` for inference (running BatchNorm statistics, no dropout) and
 ``model.train()`` for training.
 """

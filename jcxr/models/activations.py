@@ -3,8 +3,8 @@ backpropagation on request.
 
 Inside :func:`guided` (Springenberg et al. 2015) their backward pass lets a gradient through
 only where both the unit's input and the incoming gradient are positive; outside it they are
-``jax.nn.relu``, ``jax.nn.relu6``, ``jax.nn.silu`` and ``jax.nn.hard_swish``. The switch is a context variable read
-while tracing, so a guided function must be traced inside the block (as
+``jax.nn.relu``, ``jax.nn.relu6``, ``jax.nn.silu`` and ``jax.nn.hard_swish``. The switch is a
+context variable read while tracing, so a guided function must be traced inside the block (as
 :func:`jcxr.explain.guided_backprop` does). For SiLU, which has no "off" side, the guided rule
 keeps SiLU's own derivative where it lets the gradient through (hard swish likewise).
 """

@@ -189,7 +189,8 @@ class InceptionV3(FeaturesThenHead, nnx.Module):
         first)."""
         names = ["Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
                  "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
-                 "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]  # fmt: skip
+                 "Mixed_6c", "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b",
+                 "Mixed_7c"]  # fmt: skip
         steps = [("Conv2d_1a_3x3", self.first)]
         for name in names:
             steps.append((name, _reduce if name.startswith("maxpool") else getattr(self, name)))

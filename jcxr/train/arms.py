@@ -75,7 +75,9 @@ def arm_configs(config) -> list[tuple[str, object]]:
                     section = section[part]
                 old = section[leaf]
             except (KeyError, TypeError):
-                raise ValueError(f"config.sweep.arms entry {name!r}: no config field {field!r}")
+                raise ValueError(
+                    f"config.sweep.arms entry {name!r}: no config field {field!r}"
+                ) from None
             if field.startswith("sweep."):
                 raise ValueError(f"config.sweep.arms entry {name!r}: an arm cannot change "
                                  f"{field} (arms are compared over the same sweep)")  # fmt: skip
@@ -175,7 +177,8 @@ def write_arms(workdir: Path, rows: list[dict], names: list[str]) -> None:
                        zip(row["auc"], row["auc_low"], row["auc_high"], strict=True))  # fmt: skip
         tests = "<br>".join(f"{html.escape(row['arms'][a])} vs {html.escape(row['arms'][b])}: "
                             f"p = {p:.3g} (Holm {q:.3g})" for (a, b), p, q in
-                            zip(row["pairs"], row["p"], row["p_adjusted"], strict=True))  # fmt: skip
+                            zip(row["pairs"], row["p"], row["p_adjusted"],
+                                strict=True))  # fmt: skip
         body.append(f"<tr><td>{html.escape(row['label'])}</td><td>{html.escape(row['arch'])}"
                     f"</td><td>{row['resolution']}</td><td>{row['seed']}</td><td>"
                     f"{html.escape(row['split'])}</td>{aucs}<td>{tests}</td></tr>")  # fmt: skip
