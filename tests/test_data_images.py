@@ -73,3 +73,38 @@ def test_16_bit_pngs_are_windowed_on_their_own_percentiles(tmp_path):
     expected = np.rint(np.clip((values - low) / (high - low), 0, 1) * 255)
     np.testing.assert_array_equal(grey, expected.astype(np.uint8))
     assert 100 < grey.mean() < 155  # not crushed into the dark by the 65535s
+
+
+def test_the_shard_index_keeps_each_images_pixel_spacing(tmp_path):
+    """A DICOM's Imager Pixel Spacing (or Pixel Spacing) goes into its record header and the
+    shard index: mm per source pixel, and mm per pixel at each prepared resolution (the square
+    side over the resolution); a PNG, or a DICOM without the tag, has NaN."""
+    from jcxr.data import shards
+    from jcxr.data.table import Table
+
+    ds = pydicom.dcmread(CHEST)
+    ds.ImagerPixelSpacing = [0.175, 0.175]
+    ds.save_as(tmp_path / "cr.dcm")
+    del ds.ImagerPixelSpacing
+    ds.PixelSpacing = [0.2, 0.2]
+    ds.save_as(tmp_path / "calibrated.dcm")
+    (tmp_path / "plain.dcm").write_bytes(open(CHEST, "rb").read())  # no spacing at all
+    Image.fromarray(np.full((300, 200), 90, np.uint8)).save(tmp_path / "film.png")
+    files = ["cr.dcm", "calibrated.dcm", "plain.dcm", "film.png"]
+    table = Table(source="openi", image_ids=np.array(files), patient_ids=np.array(files),
+                  label_names=("Cardiomegaly",), labels=np.array([[1.0], [0.0], [1.0], [0.0]]),
+                  views=np.array(["PA"] * 4), paths=np.array(files))  # fmt: skip
+    for square, side in (("crop", 1841), ("pad", 1955)):
+        out = tmp_path / square
+        shards.prepare(table, tmp_path, out, [64, 128], square=square, workers=1,
+                       progress=False)  # fmt: skip
+        with np.load(shards.index_path(out, 64)) as index:
+            np.testing.assert_array_equal(index["pixel_spacing"][:2], [0.175, 0.2])
+            assert np.isnan(index["pixel_spacing"][2:]).all()
+        for r in (64, 128):
+            mm = shards.read_index(out, r).mm_per_pixel
+            np.testing.assert_allclose(mm[:2], [0.175 * side / r, 0.2 * side / r])
+            assert np.isnan(mm[2:]).all()
+    (header,) = shards.read_headers(tmp_path / "pad", 64, [0])
+    assert header["pixel_spacing"] == 0.175 and header["side"] == 1955
+    assert shards.verify(tmp_path / "pad") == []

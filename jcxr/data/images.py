@@ -21,7 +21,14 @@ def load_grey(path: Path, square: str = "crop") -> np.ndarray:
 
 
 def decode(path: Path) -> np.ndarray:
-    """An image file as one grey uint8 channel, at its own size.
+    """An image file as one grey uint8 channel, at its own size (:func:`decode_with_spacing`
+    without the spacing)."""
+    return decode_with_spacing(path)[0]
+
+
+def decode_with_spacing(path: Path) -> tuple[np.ndarray, float | None]:
+    """``(grey uint8 [rows, cols], mm per pixel or None)``: an image file as one grey channel at
+    its own size, and its pixel spacing where the file records one (DICOM).
 
     RGB and RGBA files (some NIH PNGs) are converted to luminance. 16-bit files (PadChest's
     PNGs, which hold 12-16 bit values and no window) are windowed on their own 0.5th to 99.5th
@@ -29,13 +36,14 @@ def decode(path: Path) -> np.ndarray:
     (modality and VOI transforms, MONOCHROME1 inverted).
     """
     if dicom.is_dicom(path):
-        return dicom.read(path)[0]
+        grey, facts = dicom.read(path)
+        return grey, facts["pixel_spacing"]
     try:
         with Image.open(path) as image:
             image.load()
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return window_16bit(np.asarray(image))
-            return np.asarray(image.convert("L"))
+                return window_16bit(np.asarray(image)), None
+            return np.asarray(image.convert("L")), None
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:

@@ -89,20 +89,23 @@ def _decode_shard(job):
                 raise
             out.append((row, None, str(error), {}))
             continue
+        extra["side"] = int(min(grey.shape) if square == "crop" else max(grey.shape))
         grey = images.to_square(grey, square)
         out.append((row, {r: resize(grey, r, method) for r in resolutions}, None, extra))
     return out
 
 
 def _cropped(path: Path, image_id: str, masker, margin: float) -> tuple[np.ndarray, dict]:
-    """The decoded image, cut to its lung box when there is a masker (:mod:`jcxr.data.crop`)."""
-    grey = images.decode(path)
+    """The decoded image, cut to its lung box when there is a masker (:mod:`jcxr.data.crop`),
+    and what its record header adds: the box and source size, the pixel spacing in mm."""
+    grey, spacing = images.decode_with_spacing(path)
+    extra = {} if spacing is None else {"pixel_spacing": spacing}
     if masker is None:
-        return grey, {}
+        return grey, extra
     where = f"{path} ({image_id})"
     x0, y0, x1, y1 = crop.lung_box(masker(image_id, grey), grey.shape, margin, where)
     size = [grey.shape[1], grey.shape[0]]
-    return grey[y0:y1, x0:x1], {"crop": [x0, y0, x1, y1], "size": size}
+    return grey[y0:y1, x0:x1], {**extra, "crop": [x0, y0, x1, y1], "size": size}
 
 
 def _write_shard(path: Path, records: list[bytes], compression: str) -> None:
@@ -223,6 +226,7 @@ def prepare(
             bad = {str(row): note for row, _, note, _ in decoded if note}
             skipped.update(bad)
             atomic_write_text(skipped_path, json.dumps(skipped))
+            _write_geometry(out, i, n_shards, decoded)
             for r in resolutions:
                 records = [
                     encode_record({**_header(table, row), **extra}, pixels[r])
@@ -280,6 +284,7 @@ def remove_shards(out: Path) -> None:
     for path in sorted(out.glob("res*")):
         if path.is_dir():
             shutil.rmtree(path)
+    shutil.rmtree(out / GEOMETRY, ignore_errors=True)
     for name in (MANIFEST, SKIPPED, INPUTS):
         (out / name).unlink(missing_ok=True)
 
@@ -322,8 +327,34 @@ def _header(table: Table, row: int) -> dict:
     }
 
 
+GEOMETRY = "geometry"  # per shard: each record's pixel spacing and square side, in source pixels
+
+
+def _write_geometry(out: Path, shard: int, n_shards: int, decoded) -> None:
+    """``geometry/SHARD.json``: ``{row: [mm per source pixel or None, square side]}``, what
+    the index's ``pixel_spacing`` and ``mm_per_pixel`` are made of (kept across resumes)."""
+    facts = {str(row): [extra.get("pixel_spacing"), extra["side"]]
+             for row, pixels, _, extra in decoded if pixels is not None}  # fmt: skip
+    (out / GEOMETRY).mkdir(exist_ok=True)
+    name = _shard_name(shard, n_shards).replace(".array_record", ".json")
+    atomic_write_text(out / GEOMETRY / name, json.dumps(facts))
+
+
+def _geometry(out: Path, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mm per source pixel, square side in source pixels) of the ``kept`` rows; NaN where the
+    file gave no spacing (or shards written before jcxr recorded it)."""
+    facts = {}
+    for path in sorted((out / GEOMETRY).glob("*.json")):
+        facts.update(json.loads(path.read_text()))
+    rows = [facts.get(str(row), [None, None]) for row in kept]
+    spacing = np.array([np.nan if s is None else s for s, _ in rows], np.float64)
+    side = np.array([np.nan if n is None else n for _, n in rows], np.float64)
+    return spacing, side
+
+
 def _manifest(table, out, resolutions, n_shards, kept, method, square, skipped) -> dict:
     sub = table.subset(kept)
+    spacing, side = _geometry(out, kept)
     shards = {}
     for r in resolutions:
         optional = {
@@ -340,6 +371,8 @@ def _manifest(table, out, resolutions, n_shards, kept, method, square, skipped) 
             patient_id=sub.patient_ids,
             labels=sub.labels,
             view=sub.views,
+            pixel_spacing=spacing,  # mm per pixel of the source image (NaN: not recorded)
+            mm_per_pixel=spacing * side / r,  # mm per pixel of this resolution's image
             **optional,
         )
         shards[str(r)] = [
@@ -402,6 +435,7 @@ def read_index(shards: str | Path, resolution: int) -> Table:
             csv_sha256=manifest.get("source_csv_sha256", ""),
             study_ids=index["study_id"] if "study_id" in index else None,
             official_split=index["official_split"] if "official_split" in index else None,
+            mm_per_pixel=index["mm_per_pixel"] if "mm_per_pixel" in index else None,
         )
 
 

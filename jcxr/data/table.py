@@ -31,6 +31,9 @@ class Table:
     # (N,) str: "train" or "test" where the source ships an official test set (NIH's
     # test_list.txt, CheXpert's valid.csv), "" for rows in neither; None where it has none.
     official_split: np.ndarray | None = None
+    # (N,) float: mm per pixel of a prepared record at its resolution (read_index; NaN where the
+    # source file gave no spacing, e.g. PNG)
+    mm_per_pixel: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.image_ids.size
@@ -56,6 +59,7 @@ class Table:
             paths=self.paths[rows],
             study_ids=None if self.study_ids is None else self.study_ids[rows],
             official_split=None if self.official_split is None else self.official_split[rows],
+            mm_per_pixel=None if self.mm_per_pixel is None else self.mm_per_pixel[rows],
         )
 
     def counts(self) -> dict[str, dict[str, int]]:
