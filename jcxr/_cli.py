@@ -11,8 +11,33 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 USER_ERRORS = (ValueError, OSError, MemoryError)
+CACHE_ENV = "JCXR_COMPILATION_CACHE"  # a folder, or "off"
+
+
+def use_compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache for a command-line run; returns its folder.
+
+    Every (model, resolution, microbatch) program a sweep, ``explain`` or ``lr_find`` compiles
+    is kept, so a rerun, a resume or the next cell of the same shape loads it instead of
+    compiling again (cold compiles take 5-85 s per model on CPU, docs/benchmarks.md). A folder
+    set through JAX (``JAX_COMPILATION_CACHE_DIR``) is kept; otherwise ``$JCXR_COMPILATION_CACHE``
+    or ``~/.cache/jcxr/jax`` (``$XDG_CACHE_HOME`` honoured); ``JCXR_COMPILATION_CACHE=off``
+    leaves it off.
+    """
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return jax.config.jax_compilation_cache_dir
+    choice = os.environ.get(CACHE_ENV, "")
+    if choice.lower() in ("off", "0", "none"):
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = str(Path(choice) if choice else base / "jcxr" / "jax")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    return folder
 
 
 def debugging(argv: Sequence[str]) -> bool:

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
+    _cli.use_compilation_cache()
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="python -m jcxr.explain", description=__doc__,
                                      formatter_class=raw)  # fmt: skip

@@ -48,6 +48,7 @@ def main(argv):
     config = _CONFIG.value
     workdir = Path(_WORKDIR.value or Path("workdirs") / config.name)
     _cli.call(validate, config)
+    _cli.use_compilation_cache()
     if not config.sweep.arms:
         _print_sweep(_cli.call(run_sweep, config, workdir, fresh=_FRESH.value), workdir)
         return

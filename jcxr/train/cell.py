@@ -309,14 +309,17 @@ def _on_device(config, mesh, train_loader, eval_loaders, tracker):
 def _log_window(tracker, cell, window, steps: Steps, meta: dict) -> None:
     """Host sync for logging (every log_every steps and before a checkpoint): stop on a
     non-finite loss; add the window's losses to ``meta["epoch_loss"]`` = [sum, steps]."""
-    losses = np.asarray(jax.device_get([m["loss"] for m in window]))
+    # one explicit transfer for the window: the loop between windows never waits on the device
+    losses, grad_norm, rates = jax.device_get(
+        ([m["loss"] for m in window], window[-1]["grad_norm"], steps.learning_rates())
+    )
+    losses = np.asarray(losses)
     if not np.all(np.isfinite(losses)):
         bad = meta["step"] - len(window) + int(np.argmin(np.isfinite(losses)))
         raise CellFailed(f"non-finite training loss at step {bad + 1}: {losses.tolist()}")
     meta["epoch_loss"][0] += float(losses.astype(np.float64).sum())
     meta["epoch_loss"][1] += len(losses)
-    rates = {k: float(v) for k, v in steps.learning_rates().items()}
-    grad_norm = float(window[-1]["grad_norm"])
+    rates = {k: float(v) for k, v in rates.items()}
     tracker.step(
-        cell, meta["step"], {"loss": float(losses.mean()), "grad_norm": grad_norm, **rates}
+        cell, meta["step"], {"loss": float(losses.mean()), "grad_norm": float(grad_norm), **rates}
     )

@@ -128,6 +128,7 @@ def main(argv):
         sys.exit(f"error: {error}")
     if not 0 < _MIN_LR.value < _MAX_LR.value:
         sys.exit("error: need 0 < --min_lr < --max_lr")
+    _cli.use_compilation_cache()
     workdir = Path(_WORKDIR.value or Path("workdirs") / f"{config.name}-lr_find")
     _cli.call(workdir.mkdir, parents=True, exist_ok=True)
     result = _cli.call(range_test, config, workdir, _STEPS.value, _MIN_LR.value, _MAX_LR.value)

@@ -162,7 +162,7 @@ class Steps:
         updates, opt_state = self.tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         metrics = {"loss": total / a, "grad_norm": optax.tree.norm(grads)}
-        return params, others, opt_state, metrics
+        return params, others, opt_state, metrics, step + 1
 
     def _eval_step(self, params, others, pixels):
         """Probabilities ``[B]``: the mean over the original and ``tta_views`` augmented views."""
@@ -267,10 +267,20 @@ class Steps:
         labels = self._put(labels.reshape(a, -1), axis=1)
         if views is not None:
             views = self._put(np.asarray(views).reshape(a, -1, views.shape[-1]), axis=1)
-        self.params, self.others, self.opt_state, metrics = self.train_step(
-            self.params, self.others, self.opt_state, pixels, labels, step, views
+        self.params, self.others, self.opt_state, metrics, next_step = self.train_step(
+            self.params, self.others, self.opt_state, pixels, labels, self._step(step), views
         )
+        self._next_step = (step + 1, next_step)
         return metrics
+
+    def _step(self, step: int) -> jax.Array:
+        """``step`` as a device scalar: the one the last train step returned when it is the
+        next, so a training loop sends nothing to the device for it (a Python int would be an
+        implicit host-to-device copy every step)."""
+        cached = getattr(self, "_next_step", None)
+        if cached is not None and cached[0] == step:
+            return cached[1]
+        return parallel.replicate(np.int32(step), self.mesh)
 
     def predict(self, pixels) -> tuple[np.ndarray, np.ndarray]:
         """(probabilities, logits) ``[B]`` for this process's ``B`` images, on the host."""
@@ -293,7 +303,7 @@ class Steps:
         if study:
             views = jax.ShapeDtypeStruct((a, m, *study), jnp.bool_, sharding=shard)
         compiled = self.train_step.lower(
-            self.params, self.others, self.opt_state, pixels, labels, 0, views
+            self.params, self.others, self.opt_state, pixels, labels, np.int32(0), views
         ).compile()
         stats = compiled.memory_analysis()
         return int(

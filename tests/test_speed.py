@@ -1,0 +1,89 @@
+"""Speed paths (issue: CPU speed against PyTorch), tested for behaviour, never for time.
+
+- The training loop's host side (what a GPU would wait on): between logging windows the sweep's
+  own loop (device dataset -> step -> progress) makes no implicit transfer and no host sync;
+  each window fetches its metrics in one explicit transfer. bench/host_overhead.py times it.
+- The command lines' persistent compilation cache.
+"""
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jcxr import models
+from jcxr.data import shards
+from jcxr.data.device import DeviceDataset
+from jcxr.data.pipeline import Loader
+from jcxr.results import Cell
+from jcxr.tracking import Tracker
+from jcxr.train import cell as cell_module
+from jcxr.train.optim import make_optimizer
+from jcxr.train.step import Steps
+
+from .helpers import tiny_config
+
+
+@pytest.mark.parametrize("log_every", [5, 1000])
+def test_the_loop_transfers_nothing_implicitly_and_syncs_once_per_window(
+    phantom_shards, tmp_path, monkeypatch, log_every
+):
+    config = tiny_config(phantom_shards, train__log_every=log_every,
+                         train__checkpoint_every=10_000)  # fmt: skip
+    labels = shards.read_index(phantom_shards, 32).label("Mass")
+    records = np.flatnonzero(~np.isnan(labels))
+    loader = DeviceDataset(Loader(phantom_shards, 32, records, labels, 8, train=True),
+                           jax.devices()[0])  # fmt: skip
+    model = models.create("resnet_tiny", num_outputs=1, rngs=nnx.Rngs(0))
+    tx = make_optimizer(config.optim, loader.batches_per_epoch, config.train.epochs)
+    steps = Steps(model, tx, effective_batch_size=8, microbatch_size=8, augmentation=None,
+                  seed=0, dtype=np.float32, positive_weight=1.0)  # fmt: skip
+    tracker = Tracker(config, tmp_path, progress=False)
+    syncs = []
+    real_get = jax.device_get
+    monkeypatch.setattr(cell_module.jax, "device_get",
+                        lambda tree: syncs.append(1) or real_get(tree))  # fmt: skip
+    meta = {"step": 0, "epoch_loss": [0.0, 0]}
+    cell = Cell("Mass", 32, "resnet_tiny", 0)
+    with jax.transfer_guard("disallow"):  # explicit device_put / device_get only
+        cell_module._train_epoch(config, cell, steps, loader, meta, None, tracker)
+    per_epoch = loader.batches_per_epoch
+    assert meta["step"] == per_epoch > 10
+    assert len(syncs) == -(-per_epoch // log_every)  # one per window, the last one partial
+    assert meta["epoch_loss"][1] == per_epoch and np.isfinite(meta["epoch_loss"][0])
+
+
+def test_a_python_step_number_is_sent_once_then_carried_on_the_device(phantom_shards):
+    """Steps.step takes the step number as an int; consecutive steps reuse the counter the
+    last step returned on the device, and any other number (a resume) is sent explicitly."""
+    model = models.create("resnet_tiny", num_outputs=1, rngs=nnx.Rngs(0))
+    steps = Steps(model, optax.sgd(0.0), effective_batch_size=4, microbatch_size=4,
+                  augmentation=None, seed=0, dtype=np.float32, positive_weight=1.0)  # fmt: skip
+    pixels = jax.device_put(np.zeros((4, 32, 32), np.uint8))
+    labels = jax.device_put(np.array([0.0, 1.0, 0.0, 1.0], np.float32))
+    steps.step(pixels, labels, 7)
+    with jax.transfer_guard("disallow"):
+        steps.step(pixels, labels, 8)  # the device counter: nothing sent
+    assert int(steps._step(9)) == 9 and int(steps._step(3)) == 3  # a resume: sent explicitly
+
+
+def test_the_command_lines_keep_compiled_programs_in_a_persistent_cache(tmp_path, monkeypatch):
+    from jcxr import _cli
+
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        monkeypatch.delenv(_cli.CACHE_ENV, raising=False)
+        assert _cli.use_compilation_cache() == str(tmp_path / "xdg" / "jcxr" / "jax")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xdg" / "jcxr" / "jax")
+        monkeypatch.setenv(_cli.CACHE_ENV, str(tmp_path / "mine"))  # a folder set by JAX wins
+        assert _cli.use_compilation_cache() == str(tmp_path / "xdg" / "jcxr" / "jax")
+        jax.config.update("jax_compilation_cache_dir", None)
+        assert _cli.use_compilation_cache() == str(tmp_path / "mine")
+        jax.config.update("jax_compilation_cache_dir", None)
+        monkeypatch.setenv(_cli.CACHE_ENV, "off")
+        assert _cli.use_compilation_cache() is None and not jax.config.jax_compilation_cache_dir
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
