@@ -470,3 +470,33 @@ def test_small_map_convolution_on_cpu_equals_xla_convolution(size, kernel, strid
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
     big = jnp.zeros((1, 8, 8, 8), jnp.float32)
     assert "conv_general_dilated" in str(jax.make_jaxpr(ours)(big, w))  # larger maps: XLA's
+
+
+@pytest.mark.parametrize("size,kernel,stride", [(7, 3, 1), (8, 3, 2), (9, 5, 2), (2, 5, 1),
+                                                (16, 5, 1)])  # fmt: skip
+def test_depthwise_convolution_on_cpu_equals_xla_grouped_convolution(size, kernel, stride):
+    """The shifted-slices depthwise path against XLA's grouped convolution, values and grads,
+    odd and even maps, stride 1 and 2; a grouped but not depthwise layer keeps XLA's."""
+    from jcxr.models.layers import conv_general_dilated
+
+    rng = np.random.default_rng(size * kernel + stride)
+    x = jnp.asarray(rng.normal(size=(3, size, size, 6)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, 1, 6)), jnp.float32)
+    pad = (kernel - 1) // 2
+    args = ((stride, stride), ((pad, pad), (pad, pad)))
+    dims = ("NHWC", "HWIO", "NHWC")
+
+    def ours(x, w, groups=6):
+        return conv_general_dilated(x, w, *args, dimension_numbers=dims, feature_group_count=groups)
+
+    def xla(x, w):
+        return jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=dims,
+                                            feature_group_count=6)  # fmt: skip
+
+    assert "conv_general_dilated" not in str(jax.make_jaxpr(ours)(x, w))  # shifts taken
+    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(lambda *p, f=f: (f(*p) ** 2).sum(), (0, 1))(x, w) for f in (ours, xla)]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+    pairs = jnp.zeros((kernel, kernel, 2, 6), jnp.float32)  # 3 groups of 2 channels
+    assert "conv_general_dilated" in str(jax.make_jaxpr(lambda x: ours(x, pairs, 3))(x))

@@ -57,6 +57,25 @@ dense_init = _host_initializer(1.0 / 3.0, "fan_in", "uniform")
 # product written as im2col + one matmul takes 9 ms; the stride-2 one entering that stage takes
 # 112 ms backward against 7 ms. At 8x8 and up the convolution is as fast or faster.
 SMALL_MAP = 4
+# XLA:CPU's grouped convolution is slow for depthwise layers (one group per channel) at every map
+# size; written as k x k shifted slices times a per-channel weight, XLA fuses the whole layer
+# into one loop. Measured per layer in docs/benchmarks.md ("Depthwise convolutions").
+DEPTHWISE_SHIFTS = True
+
+
+def _windows(x, kh: int, kw: int, strides, padding):
+    """The k x k shifted, strided views of ``x`` (NHWC) that a convolution's taps see, in
+    (row, column) order of the kernel; ``padding`` is explicit ((top, bottom), (left, right))."""
+    (top, bottom), (left, right) = padding
+    x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    sh, sw = strides
+    ho = (x.shape[1] - kh) // sh + 1
+    wo = (x.shape[2] - kw) // sw + 1
+    return [
+        x[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :]
+        for i in range(kh)
+        for j in range(kw)
+    ]
 
 
 def conv_general_dilated(
@@ -71,33 +90,21 @@ def conv_general_dilated(
     precision=None,
     **kwargs,
 ):
-    """``lax.conv_general_dilated`` for nnx.Conv's NHWC/HWIO layout, except that on CPU a
-    k x k (k > 1) convolution over maps of at most ``SMALL_MAP`` px is im2col + one matmul."""
+    """``lax.conv_general_dilated`` for nnx.Conv's NHWC/HWIO layout, with two CPU paths: a
+    k x k (k > 1) convolution over maps of at most ``SMALL_MAP`` px is im2col + one matmul, and
+    a depthwise convolution is a sum of shifted slices times per-channel weights."""
     kh, kw, cin, cout = rhs.shape
     plain = all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-    if (
-        jax.default_backend() == "cpu"
-        and plain
-        and feature_group_count == 1
-        and kh * kw > 1
-        and max(lhs.shape[1:3]) <= SMALL_MAP
-        and not isinstance(padding, str)
-    ):
-        (top, bottom), (left, right) = padding
-        x = jnp.pad(lhs, ((0, 0), (top, bottom), (left, right), (0, 0)))
-        sh, sw = window_strides
-        ho = (x.shape[1] - kh) // sh + 1
-        wo = (x.shape[2] - kw) // sw + 1
-        patches = jnp.concatenate(
-            [
-                x[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :]
-                for i in range(kh)
-                for j in range(kw)
-            ],
-            axis=-1,
-        )
+    mine = jax.default_backend() == "cpu" and plain and not isinstance(padding, str)
+    if mine and feature_group_count == 1 and kh * kw > 1 and max(lhs.shape[1:3]) <= SMALL_MAP:
+        patches = jnp.concatenate(_windows(lhs, kh, kw, window_strides, padding), axis=-1)
         return jnp.einsum("nhwk,ko->nhwo", patches, rhs.reshape(kh * kw * cin, cout),
                           precision=precision)  # fmt: skip
+    depthwise = feature_group_count == lhs.shape[-1] == cout and cin == 1
+    if mine and DEPTHWISE_SHIFTS and depthwise and kh * kw > 1:
+        views = _windows(lhs, kh, kw, window_strides, padding)
+        taps = rhs.reshape(kh * kw, cout).astype(lhs.dtype)
+        return sum(view * taps[t] for t, view in enumerate(views))
     return jax.lax.conv_general_dilated(
         lhs,
         rhs,
