@@ -19,38 +19,28 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
-from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe
+from train import build
 
-from jcxr import models
 from jcxr.train import parallel
-from jcxr.train.step import Steps
 
 
 def programs(steps, batch, resolution):
     """{name: (jitted function, abstract arguments)} of one cell."""
-    shard = parallel.batch_sharding(steps.mesh, axis=1)
-    pixels = jax.ShapeDtypeStruct((1, batch, resolution, resolution), jnp.uint8, sharding=shard)
-    labels = jax.ShapeDtypeStruct((1, batch), jnp.float32, sharding=shard)
     flat = jax.ShapeDtypeStruct((batch, resolution, resolution), jnp.uint8,
                                 sharding=parallel.batch_sharding(steps.mesh, axis=0))  # fmt: skip
     state = (steps.params, steps.others)
     return {
-        "train": (steps.train_step, (*state, steps.opt_state, pixels, labels, np.int32(0), None)),
+        "train": (steps.train_step, steps.train_arguments(batch, resolution)),
         "eval": (steps.eval_step, (*state, flat)),
         "moments": (steps.moments_step, (*state, flat)),
     }
 
 
 def measure(arch, resolution, batch, mesh):
-    model = models.create(arch, num_outputs=1, head="linear", rngs=nnx.Rngs(0))
-    steps = Steps(model, optax.adam(1e-4), effective_batch_size=batch, microbatch_size=batch,
-                  augmentation=None, seed=0, dtype=jnp.float32, positive_weight=1.0,
-                  mesh=mesh)  # fmt: skip
+    steps = build(arch, jnp.float32, mesh, augment=False, effective=batch)  # microbatch = batch
     rows = []
     for name, (function, arguments) in programs(steps, batch, resolution).items():
         times = []

@@ -60,7 +60,6 @@ SMALL_MAP = 4
 # XLA:CPU's grouped convolution is slow for depthwise layers (one group per channel) at every map
 # size; written as k x k shifted slices times a per-channel weight, XLA fuses the whole layer
 # into one loop. Measured per layer in docs/benchmarks.md ("Depthwise convolutions").
-DEPTHWISE_SHIFTS = True
 
 
 def _windows(x, kh: int, kw: int, strides, padding):
@@ -101,7 +100,7 @@ def conv_general_dilated(
         return jnp.einsum("nhwk,ko->nhwo", patches, rhs.reshape(kh * kw * cin, cout),
                           precision=precision)  # fmt: skip
     depthwise = feature_group_count == lhs.shape[-1] == cout and cin == 1
-    if mine and DEPTHWISE_SHIFTS and depthwise and kh * kw > 1:
+    if mine and depthwise and kh * kw > 1:
         views = _windows(lhs, kh, kw, window_strides, padding)
         taps = rhs.reshape(kh * kw, cout).astype(lhs.dtype)
         return sum(view * taps[t] for t, view in enumerate(views))

@@ -287,12 +287,9 @@ class Steps:
         probs, logits = self.eval_step(self.params, self.others, self._put(pixels, axis=0))
         return parallel.local_rows(probs), parallel.local_rows(logits)
 
-    def memory_bytes(self, microbatch_size: int, resolution: int) -> int:
-        """Peak bytes per device of the compiled train step at ``microbatch_size`` (global).
-
-        Compiles the step for those shapes (``lower().compile()``), never runs it, and reads
-        XLA's memory analysis: arguments + outputs + temporaries - donated (aliased) bytes.
-        """
+    def train_arguments(self, microbatch_size: int, resolution: int) -> tuple:
+        """The train step's arguments at ``microbatch_size`` (global) and ``resolution``: the
+        current state, with shape-only batches, for ``self.train_step.lower(*arguments)``."""
         a, m = self.effective_batch_size // microbatch_size, microbatch_size
         shard = parallel.batch_sharding(self.mesh, axis=1)
         study = () if self.views is None else (self.views,)
@@ -302,10 +299,16 @@ class Steps:
         views = None
         if study:
             views = jax.ShapeDtypeStruct((a, m, *study), jnp.bool_, sharding=shard)
-        compiled = self.train_step.lower(
-            self.params, self.others, self.opt_state, pixels, labels, np.int32(0), views
-        ).compile()
-        stats = compiled.memory_analysis()
+        return self.params, self.others, self.opt_state, pixels, labels, np.int32(0), views
+
+    def memory_bytes(self, microbatch_size: int, resolution: int) -> int:
+        """Peak bytes per device of the compiled train step at ``microbatch_size`` (global).
+
+        Compiles the step for those shapes (``lower().compile()``), never runs it, and reads
+        XLA's memory analysis: arguments + outputs + temporaries - donated (aliased) bytes.
+        """
+        arguments = self.train_arguments(microbatch_size, resolution)
+        stats = self.train_step.lower(*arguments).compile().memory_analysis()
         return int(
             stats.argument_size_in_bytes
             + stats.output_size_in_bytes
