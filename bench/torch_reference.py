@@ -3,6 +3,7 @@
     python bench/torch_reference.py [--archs resnet34,densenet121,efficientnet_b0]
         [--resolutions 64,224,320,512] [--effective-batch 32] [--microbatch 32] [--steps 10]
         [--modes eager_fp32,eager_amp,compile_amp] [--compare JCXR.jsonl] [--json OUT.jsonl]
+        [--profile]
 
 Needs torch + torchvision (not a jcxr dependency). Run it on the same machine right after
 ``bench/train.py --json JCXR.jsonl``; with ``--compare JCXR.jsonl`` each cell uses jcxr's
@@ -13,7 +14,9 @@ normalisation on the device, one output logit, BCE-with-logits, ``E / M`` accumu
 microbatches, one Adam update. channels-last memory format throughout. Modes:
 ``eager_fp32``; ``eager_amp`` (bf16 autocast); ``compile_amp`` (``torch.compile`` + bf16
 autocast). Compare with ``bench/train.py --no-augment`` for equal work (jcxr's augmentation on
-the device is extra work the reference does not do).
+the device is extra work the reference does not do). ``--profile`` runs ``torch.profiler`` over
+eager fp32 steps instead and prints, per cell, one JSON line of time by category (read by
+``bench/profile_step.py``).
 """
 
 import argparse
@@ -44,7 +47,8 @@ def model_for(arch: str) -> torch.nn.Module:
     return model
 
 
-def measure(arch, resolution, effective, microbatch, mode, n_steps, device):
+def train_step(arch, resolution, effective, microbatch, mode, device):
+    """One optimiser update of ``arch`` on a fixed random batch, as a function of no arguments."""
     torch.manual_seed(0)
     model = model_for(arch).to(device).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -77,6 +81,12 @@ def measure(arch, resolution, effective, microbatch, mode, n_steps, device):
             forward_backward(chunk, y)
         optimizer.step()
 
+    return step
+
+
+def measure(arch, resolution, effective, microbatch, mode, n_steps, device):
+    step = train_step(arch, resolution, effective, microbatch, mode, device)
+
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -107,6 +117,31 @@ def measure(arch, resolution, effective, microbatch, mode, n_steps, device):
     if device.type == "cuda":
         row["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return row
+
+
+def profile(arch, resolution, effective, microbatch, n_steps) -> dict:
+    """Wall ms per eager fp32 step on the CPU, and the profiler's self time (ns) by category,
+    as ``bench/profile_step.py`` reads them."""
+    step = train_step(arch, resolution, effective, microbatch, "eager_fp32", torch.device("cpu"))
+    for _ in range(2):
+        step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(n_steps):
+            step()
+        wall = (time.perf_counter() - start) / n_steps
+    totals = {}
+    for event in prof.key_averages():
+        name = event.key
+        if "convolution" in name or "conv2d" in name:
+            category = "conv backward (both)" if "backward" in name else "conv forward"
+        elif name in ("aten::mm", "aten::addmm", "aten::bmm"):
+            category = "matmul"
+        else:
+            category = "other"
+        totals[category] = totals.get(category, 0) + event.self_cpu_time_total * 1000
+    return {"arch": arch, "resolution": resolution, "framework": "PyTorch eager",
+            "wall_ms": wall * 1000, "op_ns": totals}  # fmt: skip
 
 
 def compare(jcxr_rows, torch_rows):
@@ -149,7 +184,14 @@ def main():
     parser.add_argument("--modes", default="eager_fp32,eager_amp,compile_amp")
     parser.add_argument("--compare", type=Path, help="bench/train.py --json output")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", action="store_true", help="time by op category (JSON)")
     args = parser.parse_args()
+    if args.profile:
+        for arch in args.archs.split(","):
+            for resolution in map(int, args.resolutions.split(",")):
+                row = profile(arch, resolution, args.effective_batch, args.microbatch, args.steps)
+                print(json.dumps(row), flush=True)
+        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(describe(), f"| torch {torch.__version__} torchvision {torchvision.__version__} | {name}")
