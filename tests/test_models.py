@@ -472,6 +472,35 @@ def test_small_map_convolution_on_cpu_equals_xla_convolution(size, kernel, strid
     assert "conv_general_dilated" in str(jax.make_jaxpr(ours)(big, w))  # larger maps: XLA's
 
 
+@pytest.mark.parametrize("size,stride", [(7, 1), (8, 2), (9, 2), (16, 1), (1, 1)])
+def test_pointwise_convolution_on_cpu_equals_xla_convolution(size, stride):
+    """The 1 x 1 path (a matmul over the strided pixels) against XLA's convolution, values and
+    grads, odd and even maps, stride 1 and 2; a padded or grouped 1 x 1 keeps XLA's."""
+    from jcxr.models.layers import conv_general_dilated
+
+    rng = np.random.default_rng(size + stride)
+    x = jnp.asarray(rng.normal(size=(3, size, size, 8)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(1, 1, 8, 5)), jnp.float32)
+    args = ((stride, stride), ((0, 0), (0, 0)))
+    dims = ("NHWC", "HWIO", "NHWC")
+
+    def ours(x, w, padding=args[1], groups=1):
+        return conv_general_dilated(x, w, args[0], padding, dimension_numbers=dims,
+                                    feature_group_count=groups)  # fmt: skip
+
+    def xla(x, w):
+        return jax.lax.conv_general_dilated(x, w, *args, dimension_numbers=dims)
+
+    assert "conv_general_dilated" not in str(jax.make_jaxpr(ours)(x, w))  # matmul taken
+    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(lambda *p, f=f: (f(*p) ** 2).sum(), (0, 1))(x, w) for f in (ours, xla)]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+    padded = jax.make_jaxpr(lambda x: ours(x, w, ((1, 1), (1, 1))))(x)
+    grouped = jax.make_jaxpr(lambda x: ours(x, jnp.zeros((1, 1, 4, 6)), groups=2))(x)
+    assert "conv_general_dilated" in str(padded) and "conv_general_dilated" in str(grouped)
+
+
 @pytest.mark.parametrize("size,kernel,stride", [(7, 3, 1), (8, 3, 2), (9, 5, 2), (2, 5, 1),
                                                 (16, 5, 1)])  # fmt: skip
 def test_depthwise_convolution_on_cpu_equals_xla_grouped_convolution(size, kernel, stride):

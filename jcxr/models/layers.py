@@ -60,6 +60,15 @@ SMALL_MAP = 4
 # XLA:CPU's grouped convolution is slow for depthwise layers (one group per channel) at every map
 # size; written as k x k shifted slices times a per-channel weight, XLA fuses the whole layer
 # into one loop. Measured per layer in docs/benchmarks.md ("Depthwise convolutions").
+# A 1x1 convolution is a matmul over the pixels, and XLA:CPU runs it 1.5-4x faster written as
+# one (forward and backward, every map size: docs/benchmarks.md, "Pointwise convolutions").
+
+
+def _matmul(x, w, precision):
+    """``x`` ``[N, H, W, K]`` times ``w`` ``[K, O]`` as one 2-D matmul over the N*H*W rows (a
+    2-D dot, not an einsum over NHWC: its gradients need no layout transposes)."""
+    n, h, width, k = x.shape
+    return jnp.matmul(x.reshape(n * h * width, k), w, precision=precision).reshape(n, h, width, -1)
 
 
 def _windows(x, kh: int, kw: int, strides, padding):
@@ -89,16 +98,20 @@ def conv_general_dilated(
     precision=None,
     **kwargs,
 ):
-    """``lax.conv_general_dilated`` for nnx.Conv's NHWC/HWIO layout, with two CPU paths: a
-    k x k (k > 1) convolution over maps of at most ``SMALL_MAP`` px is im2col + one matmul, and
-    a depthwise convolution is a sum of shifted slices times per-channel weights."""
+    """``lax.conv_general_dilated`` for nnx.Conv's NHWC/HWIO layout, with three CPU paths: a
+    1 x 1 convolution is a matmul over the (strided) pixels; a k x k convolution over maps of at
+    most ``SMALL_MAP`` px is im2col + one matmul; a depthwise convolution is a sum of shifted
+    slices times per-channel weights."""
     kh, kw, cin, cout = rhs.shape
     plain = all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
     mine = jax.default_backend() == "cpu" and plain and not isinstance(padding, str)
-    if mine and feature_group_count == 1 and kh * kw > 1 and max(lhs.shape[1:3]) <= SMALL_MAP:
+    dense = mine and feature_group_count == 1
+    if dense and kh * kw == 1 and not np.any(padding):
+        sh, sw = window_strides
+        return _matmul(lhs[:, ::sh, ::sw, :], rhs.reshape(cin, cout), precision)
+    if dense and kh * kw > 1 and max(lhs.shape[1:3]) <= SMALL_MAP:
         patches = jnp.concatenate(_windows(lhs, kh, kw, window_strides, padding), axis=-1)
-        return jnp.einsum("nhwk,ko->nhwo", patches, rhs.reshape(kh * kw * cin, cout),
-                          precision=precision)  # fmt: skip
+        return _matmul(patches, rhs.reshape(kh * kw * cin, cout), precision)
     depthwise = feature_group_count == lhs.shape[-1] == cout and cin == 1
     if mine and depthwise and kh * kw > 1:
         views = _windows(lhs, kh, kw, window_strides, padding)
