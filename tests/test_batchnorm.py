@@ -55,6 +55,34 @@ def test_ghost_batchnorm_is_plain_batchnorm_on_each_group_in_turn():
         ghost(jnp.asarray(x[:6]))
 
 
+@pytest.mark.parametrize("group", [None, 4])
+def test_normalisation_and_its_gradients_equal_the_textbook_formula(group):
+    """The multiply-add form (``x * a + (bias - mean * a)``) against ``(x - mean) /
+    sqrt(var + eps) * scale + bias`` written out, values and gradients with respect to input,
+    scale and bias, to 1e-5, with a mean large against the spread (where the two forms round
+    differently most)."""
+    x = jnp.asarray(np.random.default_rng(1).normal(4.0, 0.5, (8, 5, 5, 4)), jnp.float32)
+    probe = jnp.asarray(np.random.default_rng(2).normal(size=x.shape), jnp.float32)
+
+    def ours(x, scale, bias):
+        layer = batchnorm(group)
+        layer.scale[...], layer.bias[...] = scale, bias
+        return layer(x)
+
+    def textbook(x, scale, bias):
+        g = x.reshape(-1, group or x.shape[0], *x.shape[1:])
+        mean = jnp.mean(g, axis=(1, 2, 3), keepdims=True)
+        var = jnp.mean(jnp.square(g - mean), axis=(1, 2, 3), keepdims=True)
+        return ((g - mean) / jnp.sqrt(var + 1e-5) * scale + bias).reshape(x.shape)
+
+    params = (x, jnp.asarray([1.0, 2.0, 0.5, -1.0]), jnp.asarray([0.0, 1.0, -2.0, 0.5]))
+    np.testing.assert_allclose(ours(*params), textbook(*params), rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(lambda *p, f=f: jnp.sum(jax.nn.relu(f(*p)) * probe), (0, 1, 2))(*params)
+             for f in (ours, textbook)]  # fmt: skip
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
+
+
 def test_padding_images_are_normalised_but_never_counted():
     """Weight 0 (a study's missing views): the real images' outputs and the running
     statistics are those of BatchNorm on the real images alone; a group of padding only leaves

@@ -86,8 +86,14 @@ class BatchNorm(nnx.Module):
             self._update(mean[None], var[None], jnp.full(1, x.size // x.shape[-1], jnp.float32))
         else:
             return self._grouped(x32, weights)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
-        return y.astype(self.dtype)
+        return self._normalise(x32, mean, var).astype(self.dtype)
+
+    def _normalise(self, x32: Array, mean: Array, var: Array) -> Array:
+        """``(x - mean) / sqrt(var + eps) * scale + bias``, written as one multiply-add per
+        element: the gradient then needs no saved ``x - mean``, and XLA:CPU runs the layer's
+        forward + backward about 2x faster (docs/benchmarks.md, "Where the time goes")."""
+        a = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
+        return x32 * a + (self.bias[...] - mean * a)
 
     def _grouped(self, x32: Array, weights: Array | None) -> Array:
         """Train mode with groups or image weights: each group normalised by the statistics of
@@ -113,8 +119,7 @@ class BatchNorm(nnx.Module):
             var = jnp.sum(weights * jnp.square(groups - mean), axis=axes, keepdims=True) / divisor
         flat = (groups.shape[0], groups.shape[-1])
         self._update(mean.reshape(flat), var.reshape(flat), count, single=weights is None)
-        y = (groups - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale[...] + self.bias[...]
-        return y.reshape(x32.shape).astype(self.dtype)
+        return self._normalise(groups, mean, var).reshape(x32.shape).astype(self.dtype)
 
     def _update(self, means: Array, variances: Array, counts: Array, single=True) -> None:
         """One running-average update per row of ``means`` / ``variances`` ``[groups, C]`` that
