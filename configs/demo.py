@@ -2,9 +2,9 @@
 
 Nodule (8-12 px at the native 512 px: sub-pixel at 32 px) against Mass (48-72 px: visible at
 every size), each at three resolutions, with a small ResNet. The result it shows (measured in
-docs/benchmarks.md over three phantom and training seeds): Nodule test AUC 0.46-0.58 at 32 and
-64 px and 0.98-1.00 at 128 px, DeLong p < 1e-29 for 128 against 32 px, while Mass is already
-detected at 32 px (AUC 0.77-0.91).
+docs/benchmarks.md over three phantom and training seeds, and again as the code changed):
+Nodule test AUC 0.46-0.58 at 32 and 64 px and 0.96-1.00 at 128 px, DeLong p < 1e-19 for 128
+against 32 px, while Mass is already detected at 32 px (AUC 0.77-0.91).
 
 Augmentation is left-right flips only, which move pixels exactly. Rotation, zoom and sub-pixel
 shifts resample the image bilinearly, which blurs a 2-3 px nodule into the faint vessels around
