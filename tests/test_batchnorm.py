@@ -57,7 +57,7 @@ def test_ghost_batchnorm_is_plain_batchnorm_on_each_group_in_turn():
 
 @pytest.mark.parametrize("group", [None, 4])
 def test_normalisation_and_its_gradients_equal_the_textbook_formula(group):
-    """The multiply-add form (``x * a + (bias - mean * a)``) against ``(x - mean) /
+    """The multiply-add form (``(x - mean) * a + bias``) against ``(x - mean) /
     sqrt(var + eps) * scale + bias`` written out, values and gradients with respect to input,
     scale and bias, to 1e-5, with a mean large against the spread (where the two forms round
     differently most)."""
