@@ -79,6 +79,8 @@ def jcxr_profile(arch: str, resolution: int, effective: int, n_steps: int) -> di
     labels = (rng.random(effective) < 0.5).astype(np.float32)
     for i in range(2):
         jax.block_until_ready(steps.step(pixels, labels, i))
+    # the compiled HLO names the thunks; train_arguments places the arguments as step does, so
+    # this lowers the program the warm-up compiled and takes it from the in-process cache
     categories = hlo_categories(
         steps.train_step.lower(*steps.train_arguments(effective, resolution)).compile().as_text(),
         steps.microbatch_size,

@@ -85,6 +85,23 @@ def test_one_compile_per_step_kind_over_many_steps_and_evaluations():
     assert steps.train_step._cache_size() == 1 and steps.eval_step._cache_size() == 1
 
 
+def test_train_arguments_lower_the_program_training_runs():
+    """The ahead-of-time arguments (memory probes, profiles) are placed as ``step`` places its
+    own, the step index included, so they lower to the program training compiles, not a
+    sibling with its own cache entry (as a host ``np.int32`` step index gave)."""
+    steps = make_steps(16, optax.sgd(0.1))
+    rng = np.random.default_rng(2)
+    pixels = rng.integers(0, 256, (2, 16, 32, 32), dtype=np.uint8)
+    labels = np.ones((2, 16), np.float32)
+    steps.step(pixels.reshape(32, 32, 32), labels.reshape(32), 0)
+    batch = steps._put(pixels, axis=1), steps._put(labels, axis=1)
+    trained = (steps.params, steps.others, steps.opt_state, *batch, steps._step(1), None)
+    ahead = steps.train_arguments(16, 32)
+    assert ahead[5].sharding == trained[5].sharding
+    lowered = steps.train_step.lower(*ahead).as_text()
+    assert lowered == steps.train_step.lower(*trained).as_text()
+
+
 def test_step_count_and_schedule_advance_per_effective_batch():
     config = defaults()
     config.optim.recipe = "one_cycle"

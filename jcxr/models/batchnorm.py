@@ -92,9 +92,10 @@ class BatchNorm(nnx.Module):
         """``(x - mean) / sqrt(var + eps) * scale + bias`` as ``(x - mean) * a + bias``, with
         ``a = scale / sqrt(var + eps)`` per channel: one multiply-add per element, and XLA:CPU
         runs the layer's forward + backward 1.1-2x faster than with ``rsqrt`` and ``scale``
-        applied in turn (docs/benchmarks.md, "Where the time goes"). Not ``x * a + (bias -
-        mean * a)``: that is faster still, but cancels when the mean is large against the
-        spread, and a padded study's update then drifted 1.3e-6 from the unpadded one's."""
+        applied in turn (docs/benchmarks.md, "jcxr beside PyTorch on this machine, and where the
+        time goes"). Not ``x * a + (bias - mean * a)``: that is faster still, but cancels when
+        the mean is large against the spread, and a padded study's update then drifted 1.3e-6
+        from the unpadded one's."""
         a = jax.lax.rsqrt(var + self.epsilon) * self.scale[...]
         return (x32 - mean) * a + self.bias[...]
 

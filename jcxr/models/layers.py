@@ -61,7 +61,8 @@ SMALL_MAP = 4
 # size; written as k x k shifted slices times a per-channel weight, XLA fuses the whole layer
 # into one loop. Measured per layer in docs/benchmarks.md ("Depthwise convolutions").
 # A 1x1 convolution is a matmul over the pixels, and XLA:CPU runs it 1.5-4x faster written as
-# one (forward and backward, every map size: docs/benchmarks.md, "Pointwise convolutions").
+# one (forward and backward, every map size: docs/benchmarks.md, "jcxr beside PyTorch on this
+# machine, and where the time goes", its 1 x 1 convolutions table).
 
 
 def _matmul(x, w, precision):

@@ -289,7 +289,9 @@ class Steps:
 
     def train_arguments(self, microbatch_size: int, resolution: int) -> tuple:
         """The train step's arguments at ``microbatch_size`` (global) and ``resolution``: the
-        current state, with shape-only batches, for ``self.train_step.lower(*arguments)``."""
+        current state, with shape-only batches and step, for ``self.train_step.lower(*arguments)``.
+        Placed as :meth:`step` places them, so the program is the one training runs (and a
+        persistent-cache entry of either serves both)."""
         a, m = self.effective_batch_size // microbatch_size, microbatch_size
         shard = parallel.batch_sharding(self.mesh, axis=1)
         study = () if self.views is None else (self.views,)
@@ -299,7 +301,8 @@ class Steps:
         views = None
         if study:
             views = jax.ShapeDtypeStruct((a, m, *study), jnp.bool_, sharding=shard)
-        return self.params, self.others, self.opt_state, pixels, labels, np.int32(0), views
+        step = jax.ShapeDtypeStruct((), jnp.int32, sharding=parallel.replicated(self.mesh))
+        return self.params, self.others, self.opt_state, pixels, labels, step, views
 
     def memory_bytes(self, microbatch_size: int, resolution: int) -> int:
         """Peak bytes per device of the compiled train step at ``microbatch_size`` (global).
