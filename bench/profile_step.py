@@ -46,9 +46,11 @@ CATEGORIES = ("conv forward", "conv grad input", "conv grad weights", "conv back
 def hlo_categories(hlo: str, batch: int) -> dict[str, str]:
     """Category of every instruction of a compiled HLO module that the thunks are named after.
 
-    A fusion holding a convolution is forward unless JAX's transpose rule made it (metadata
-    ``transpose(jvp(...))``); a backward one is the input's gradient when its output leads with
-    the batch dimension, else the weights'."""
+    A convolution whose output does not lead with the batch dimension is a weight gradient
+    (XLA's layout pass rewrites those and may drop their metadata); of the rest, the ones JAX's
+    transpose rule made (metadata ``transpose(jvp(...))``) are input gradients, the others
+    forward. A weight gradient with as many input channels as the batch has images would count
+    as an input gradient or forward: profile at a batch no layer's width equals."""
     bodies = dict(re.findall(r"\n%?([\w.-]+) \([^\n]*\{\n(.*?)\n\}", hlo, re.S))
     categories = {}
     for line in hlo.splitlines():
@@ -59,12 +61,12 @@ def hlo_categories(hlo: str, batch: int) -> dict[str, str]:
         called = re.search(r"calls=%?([\w.-]+)", line)
         body = bodies.get(called.group(1), "") if called else line
         if " convolution(" in body or opcode == "convolution":
-            if "transpose(jvp" not in line:
-                categories[name] = "conv forward"
-            elif re.match(rf"\w+\[{batch},", shape):
+            if not re.match(rf"\w+\[{batch},", shape):
+                categories[name] = "conv grad weights"
+            elif "transpose(jvp" in line:
                 categories[name] = "conv grad input"
             else:
-                categories[name] = "conv grad weights"
+                categories[name] = "conv forward"
         elif " dot(" in body or opcode == "dot":
             categories[name] = "matmul"
         elif name.startswith("transpose") or " transpose(" in body:

@@ -7,6 +7,7 @@
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -87,3 +88,30 @@ def test_the_command_lines_keep_compiled_programs_in_a_persistent_cache(tmp_path
         assert _cli.use_compilation_cache() is None and not jax.config.jax_compilation_cache_dir
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_the_profile_puts_a_compiled_steps_convolutions_and_matmuls_in_their_categories():
+    """bench/profile_step.py reads the compiled HLO by pattern; this jaxlib's printing must
+    still give every convolution direction and the matmul their category."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "bench" / "profile_step.py"
+    spec = importlib.util.spec_from_file_location("profile_step", path)
+    profile_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_step)
+
+    DIMS = ("NHWC", "HWIO", "NHWC")
+
+    def loss(kernels, dense, x):
+        for kernel in kernels:  # XLA's own convolution: no jcxr path, as in a GPU step
+            x = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=DIMS)
+            x = jax.nn.relu(x)
+        return jnp.sum(x.reshape(x.shape[0], -1) @ dense)
+
+    rng = np.random.default_rng(0)
+    kernels = [jnp.asarray(rng.normal(size=(3, 3, c, 8)), jnp.float32) for c in (3, 8)]
+    dense, x = jnp.ones((8 * 8 * 8, 2)), jnp.ones((4, 8, 8, 3))
+    hlo = jax.jit(jax.grad(loss, (0, 1))).lower(kernels, dense, x).compile().as_text()
+    found = set(profile_step.hlo_categories(hlo, batch=4).values())
+    assert {"conv forward", "conv grad input", "conv grad weights", "matmul"} <= found
