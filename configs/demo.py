@@ -15,8 +15,10 @@ epoch 3 without, on one seed). Measured in docs/benchmarks.md.
 
 At the end, where each network looks: Grad-CAM on 40 boxed test images per cell, at the
 ResNet's first stage (stride 4: 32 x 32 at 128 px). Its last stage is 4 x 4 at 128 px and its
-maximum never fell inside a mass box (0 of 35, against 13 of 35 at the first stage; a random
-map hits 1.6%): docs/benchmarks.md.
+maximum never fell inside a mass box (0 of 35 on an AMD EPYC, 1 of 35 on an Intel Xeon; a
+random map hits 1.6%). Which stage does point at the mass changes with the processor's
+rounding: the first, 13 of 35, on the AMD EPYC; on the Intel Xeon 0 of 35 there and 5 of 35 at
+the third. Read the demo's maps as an illustration, not a result: docs/benchmarks.md.
 """
 
 from jcxr.train.config import defaults

@@ -328,6 +328,10 @@ def test_summary_confidence_intervals():
     assert out["energy"]["mean"] == pytest.approx(0.5)
     assert high - 0.5 == pytest.approx(2.262157 * np.std(np.linspace(0.1, 0.9, 10), ddof=1)
                                        / np.sqrt(10), rel=1e-5)  # fmt: skip
+    for hit, bound in ((0.0, 0), (1.0, 1)):  # no hit / every hit: the bound is exact (35 images)
+        out = metrics.summarise([{"pointing_game": hit, "energy": 0.5, "iou": 0.5}] * 35)
+        assert out["pointing_game"]["ci"][bound] == hit
+        assert out["pointing_game"]["ci"][1 - bound] == pytest.approx(abs(hit - 0.0989), abs=1e-4)
 
 
 # ----------------------------------------------------------------------- the command line
@@ -418,11 +422,15 @@ def test_a_config_naming_a_map_or_layer_that_does_not_exist_is_refused(phantom_s
 # ----------------------------------------------------------------------- the demo
 
 
-def test_the_demos_mass_network_at_128_px_looks_at_the_mass(tmp_path):
+def test_the_demos_localisation_scores_its_mass_network_at_128_px(tmp_path):
     """configs/demo.py reduced to its Mass cell at 128 px: the demo's phantoms, recipe and seed,
-    so the demo's network. Its Grad-CAM (the demo's layer1) points into the mass box far more
-    often than a random map: the Wilson 95% lower bound of the hit rate is over five times a
-    random map's rate (docs/benchmarks.md: 13 of 35 against 1.6%)."""
+    so the demo's network, mapped at the demo's layer and scored on the boxed test images.
+
+    No margin over a random map is asserted: the same seed's network pointed into the mass box
+    for 13 of 35 images at layer1 on an AMD EPYC and for 0 of 35 on an Intel Xeon, where layer3
+    did best (docs/benchmarks.md). Which stage looks at the mass is a property of one training
+    run, changed by the processor's rounding; that maps follow what a network uses is tested on
+    its definition and against pytorch-grad-cam above."""
     import json
 
     from jcxr.train.sweep import run_sweep
@@ -438,5 +446,12 @@ def test_the_demos_mass_network_at_128_px_looks_at_the_mass(tmp_path):
     (row,) = json.loads((tmp_path / "explain" / "localisation.json").read_text())
     assert (row["label"], row["resolution"], row["layer"]) == ("Mass", 128, "layer1")
     assert row["n"] >= 30 and 0 < row["random_pointing_game"] < 0.05
-    assert row["pointing_game"]["ci"][0] > 5 * row["random_pointing_game"]
+    assert 0 <= row["pointing_game"]["ci"][0] <= row["pointing_game"]["mean"]
+    assert row["pointing_game"]["mean"] <= row["pointing_game"]["ci"][1] <= 1
+    for metric in ("energy", "iou"):
+        low, high = row[metric]["ci"]
+        assert low <= row[metric]["mean"] <= high and 0 <= row[metric]["mean"] <= 1
+    hits = round(row["pointing_game"]["mean"] * row["n"])
+    assert row["pointing_game"]["mean"] == pytest.approx(hits / row["n"])
+    assert list((tmp_path / "explain" / "overlays").glob("*.png"))
     assert "Where the network looks" in (tmp_path / "report.html").read_text()

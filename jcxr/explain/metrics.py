@@ -93,8 +93,10 @@ def summarise(per_image: Sequence[dict], confidence: float = 0.95) -> dict:
     rate = hits / n
     centre = (rate + z**2 / (2 * n)) / (1 + z**2 / n)
     half = z / (1 + z**2 / n) * math.sqrt(rate * (1 - rate) / n + z**2 / (4 * n**2))
-    # clipped: at 0 or n hits the bounds meet 0 or 1 up to rounding
-    out["pointing_game"] = {"mean": rate, "ci": [max(0.0, centre - half), min(1.0, centre + half)]}
+    # at 0 (n) hits the lower (upper) bound is exactly 0 (1); the formula leaves rounding there
+    low = 0.0 if hits == 0 else max(0.0, centre - half)
+    high = 1.0 if hits == n else min(1.0, centre + half)
+    out["pointing_game"] = {"mean": rate, "ci": [low, high]}
     for name in ("energy", "iou"):
         values = np.asarray([p[name] for p in per_image], np.float64)
         mean = float(values.mean())
