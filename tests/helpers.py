@@ -1,6 +1,17 @@
 """Shared by the test modules and by the scripts they run in fresh interpreters."""
 
+import importlib.util
+from pathlib import Path
+
 from jcxr.train.config import defaults
+
+
+def load_module(path: Path):
+    """The Python file at ``path`` (a config, a bench script) imported as a module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_config(shard_dir, **changes):

@@ -23,7 +23,7 @@ from jcxr.train import cell as cell_module
 from jcxr.train.optim import make_optimizer
 from jcxr.train.step import Steps
 
-from .helpers import tiny_config
+from .helpers import load_module, tiny_config
 
 
 @pytest.mark.parametrize("log_every", [5, 1000])
@@ -93,13 +93,9 @@ def test_the_command_lines_keep_compiled_programs_in_a_persistent_cache(tmp_path
 def test_the_profile_puts_a_compiled_steps_convolutions_and_matmuls_in_their_categories():
     """bench/profile_step.py reads the compiled HLO by pattern; this jaxlib's printing must
     still give every convolution direction and the matmul their category."""
-    import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "bench" / "profile_step.py"
-    spec = importlib.util.spec_from_file_location("profile_step", path)
-    profile_step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(profile_step)
+    profile_step = load_module(Path(__file__).parents[1] / "bench" / "profile_step.py")
 
     DIMS = ("NHWC", "HWIO", "NHWC")
 

@@ -1,7 +1,6 @@
 """jcxr.train: gradient accumulation, recipes, resume after SIGKILL, the sweep end to end."""
 
 import csv
-import importlib.util
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from jcxr.train.metrics import binary_metrics
 from jcxr.train.step import Steps
 from jcxr.train.sweep import run_sweep
 
-from .helpers import tiny_config
+from .helpers import load_module, tiny_config
 
 REPO = Path(__file__).parent.parent
 
@@ -158,9 +157,7 @@ def test_binary_metrics_by_hand():
 
 
 def load_config(name, arg=None):
-    spec = importlib.util.spec_from_file_location(name, REPO / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(REPO / "configs" / f"{name}.py")
     return module.get_config(arg) if arg else module.get_config()
 
 
