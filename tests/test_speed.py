@@ -4,6 +4,8 @@
   own loop (device dataset -> step -> progress) makes no implicit transfer and no host sync;
   each window fetches its metrics in one explicit transfer. bench/host_overhead.py times it.
 - The command lines' persistent compilation cache.
+- Tracing, the part of a cold start no cache keeps: no layer asks a tracer for what only a
+  concrete array has.
 """
 
 import jax
@@ -111,3 +113,39 @@ def test_the_profile_puts_a_compiled_steps_convolutions_and_matmuls_in_their_cat
     hlo = jax.jit(jax.grad(loss, (0, 1))).lower(kernels, dense, x).compile().as_text()
     found = set(profile_step.hlo_categories(hlo, batch=4).values())
     assert {"conv forward", "conv grad input", "conv grad weights", "matmul"} <= found
+
+
+def test_tracing_a_cell_never_builds_a_tracer_error_message(monkeypatch):
+    """Asking a tracer for ``.sharding`` (as ``variable[...] = value`` does in flax to check for
+    a full replace) makes JAX build an error message by walking everything traced so far: 484
+    walks in DenseNet121's train step, 2.4 of its 6.2 s of tracing (docs/benchmarks.md). Every
+    program of a cell, and BatchNorm's grouped and padded paths, must trace without one."""
+    from jax._src.interpreters import partial_eval
+
+    from jcxr.models import batchnorm
+
+    walks = []
+    real = partial_eval.DynamicJaxprTracer._origin_msg
+    monkeypatch.setattr(partial_eval.DynamicJaxprTracer, "_origin_msg",
+                        lambda tracer: walks.append(1) or real(tracer))  # fmt: skip
+    model = models.create("resnet_tiny", num_outputs=1, rngs=nnx.Rngs(0))
+    steps = Steps(model, optax.adam(1e-3), effective_batch_size=8, microbatch_size=4,
+                  augmentation=None, seed=0, dtype=np.float32, positive_weight=1.0)  # fmt: skip
+    flat = jax.ShapeDtypeStruct((8, 32, 32), jnp.uint8)
+    steps.train_step.trace(*steps.train_arguments(4, 32))
+    steps.eval_step.trace(steps.params, steps.others, flat)
+    steps.moments_step.trace(steps.params, steps.others, flat)
+
+    norm = batchnorm.BatchNorm(3)
+    norm.group = 2
+    x = jnp.ones((4, 5, 5, 3))
+
+    @nnx.jit
+    def grouped(norm, x, weights):
+        with batchnorm.counted_images(weights):
+            return norm(x)
+
+    grouped(norm, x, jnp.array([1.0, 0.0, 1.0, 1.0]))
+    norm.group = None
+    grouped(norm, x, jnp.ones(4))
+    assert walks == []
