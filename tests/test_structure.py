@@ -133,3 +133,22 @@ def test_long_files_say_why_at_the_top(path):
         f"{path}: {len(lines)} lines (limit {LINE_LIMIT}); split it by job, or say at its top "
         "(a paragraph starting 'Why this file is long') why it is one"
     )
+
+
+def test_studies_are_cited_by_authors_and_year_never_by_a_seed_file_number():
+    """Users have the papers, not the project's numbered seed files: "Chizari 2021", never the
+    number of the file it came in."""
+    import re
+
+    root = PACKAGE.parent
+    files = [*root.glob("*.md"), *root.glob("*.toml")]
+    for folder in ("jcxr", "configs", "bench", "docs", "tests"):
+        files += [p for p in (root / folder).rglob("*") if p.suffix in (".py", ".md", ".txt")]
+    pattern = re.compile(r"\bseeds?[ _-]?\(?0\d\d\b|\bseeds/", re.IGNORECASE)
+    cited = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert cited == [], "\n".join(cited)

@@ -324,8 +324,8 @@ class LinearHead(nnx.Module):
 
 
 class ConcatPoolHead(nnx.Module):
-    """fastai's head (seeds 001, 004): concat(avg, max) pool -> BN -> dropout -> dense(512) ->
-    ReLU -> BN -> dropout -> dense."""
+    """fastai's head (Sabottke & Spieler 2020, Chizari 2021): concat(avg, max) pool -> BN ->
+    dropout -> dense(512) -> ReLU -> BN -> dropout -> dense."""
 
     def __init__(
         self, in_features, num_outputs, *, dropout=0.0, hidden=512, dtype=jnp.float32, rngs
