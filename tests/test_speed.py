@@ -117,9 +117,10 @@ def test_the_profile_puts_a_compiled_steps_convolutions_and_matmuls_in_their_cat
 
 def test_tracing_a_cell_never_builds_a_tracer_error_message(monkeypatch):
     """Asking a tracer for ``.sharding`` (as ``variable[...] = value`` does in flax to check for
-    a full replace) makes JAX build an error message by walking everything traced so far: 484
-    walks in DenseNet121's train step, 2.4 of its 6.2 s of tracing (docs/benchmarks.md). Every
-    program of a cell, and BatchNorm's grouped and padded paths, must trace without one."""
+    a full replace) makes JAX build an error message by walking everything traced so far: 242
+    walks (two per BatchNorm) in DenseNet121's train step, 2.4 of its 6.2 s of tracing
+    (docs/benchmarks.md). Every program of a cell, and BatchNorm's grouped and padded paths,
+    must trace without one."""
     from jax._src.interpreters import partial_eval
 
     from jcxr.models import batchnorm

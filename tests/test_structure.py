@@ -5,6 +5,7 @@ from the source (``ast``), so a lazy import that reaches upstream is caught too.
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -138,8 +139,6 @@ def test_long_files_say_why_at_the_top(path):
 def test_studies_are_cited_by_authors_and_year_never_by_a_seed_file_number():
     """Users have the papers, not the project's numbered seed files: "Chizari 2021", never the
     number of the file it came in."""
-    import re
-
     root = PACKAGE.parent
     files = [*root.glob("*.md"), *root.glob("*.toml")]
     for folder in ("jcxr", "configs", "bench", "docs", "tests"):
