@@ -38,6 +38,9 @@ SETS = {
     "llvm_cheap": "--xla_llvm_disable_expensive_passes=true",
     "backend_O1": "--xla_backend_optimization_level=1",
     "codegen_split_4": "--xla_cpu_parallel_codegen_split_count=4",
+    "codegen_split_2": "--xla_cpu_parallel_codegen_split_count=2",
+    "preset_fast_compile": "--xla_cpu_opt_preset=CPU_OPT_PRESET_FAST_COMPILE",
+    "no_fusion_emitters": "--xla_cpu_use_fusion_emitters=false",
 }
 
 

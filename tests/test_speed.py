@@ -150,3 +150,38 @@ def test_tracing_a_cell_never_builds_a_tracer_error_message(monkeypatch):
     norm.group = None
     grouped(norm, x, jnp.ones(4))
     assert walks == []
+
+
+def test_the_compile_profile_reads_phases_and_fusions_as_perf_and_this_jaxlib_print_them():
+    """bench/compile_profile.py reads ``perf report``'s inclusive column by function name and
+    counts fusions in the compiled HLO by pattern: a convolution must count as a YNNPACK fusion,
+    the ReLU after it as a loop fusion, and a phase absent from the report as 0."""
+    from pathlib import Path
+
+    compile_profile = load_module(Path(__file__).parents[1] / "bench" / "compile_profile.py")
+
+    report = """# Overhead  Self  Symbol
+    24.61%     0.06%  [.] xla::cpu::IrCompiler::RunIrPasses
+    16.47%     0.01%  [.] xla::cpu::IrCompiler::EmitMachineCode
+    21.24%     0.00%  [.] xla::cpu::FusionCompiler::Compile
+     6.52%     4.93%  [.] xla::cpu::IrCompiler::RunIrPassesSomethingElse
+"""
+    shares = compile_profile.phase_shares(report)
+    assert shares == pytest.approx(
+        {
+            "HLO passes (fusion, layout, scheduling, ...)": 0.0,
+            "fusion emitters (HLO -> MLIR -> LLVM IR)": 0.2124,
+            "LLVM IR optimisation": 0.2461,
+            "LLVM machine code": 0.1647,
+        }
+    )
+
+    def layer(x, kernel):
+        y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))  # fmt: skip
+        return jnp.maximum(jnp.sin(y), 0.0)
+
+    x, kernel = jnp.ones((4, 16, 16, 16)), jnp.ones((3, 3, 16, 32))  # small ones stay XLA's own
+    hlo = jax.jit(layer).lower(x, kernel).compile().as_text()
+    fusions = compile_profile.count_fusions(hlo)
+    assert fusions["ynnpack"] >= 1 and fusions["loop"] >= 1
