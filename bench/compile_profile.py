@@ -65,6 +65,31 @@ def count_fusions(hlo: str) -> dict:
     return {"loop": kinds.count("kLoop"), "ynnpack": hlo.count('"kind":"__ynn_fusion"')}
 
 
+def compile_under_perf(lowered):
+    """Compile while `perf record` samples this process: (compiled, wall seconds, report).
+
+    perf's data (a few MB) lives in a temporary folder that is gone when this returns.
+    """
+    with tempfile.TemporaryDirectory(prefix="jcxr-compile-profile-") as folder:
+        perf_data = Path(folder) / "perf.data"
+        recorder = subprocess.Popen(
+            ["perf", "record", "-F", "200", "-g", "-p", str(os.getpid()), "-o", str(perf_data)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(1.0)  # let perf attach before the compile starts
+        start = time.perf_counter()
+        compiled = lowered.compile()
+        seconds = time.perf_counter() - start
+        recorder.send_signal(signal.SIGINT)  # perf writes its data and stops on SIGINT
+        recorder.wait(timeout=120)
+        if not perf_data.exists() or perf_data.stat().st_size == 0:
+            sys.exit(
+                f"compile_profile: perf record exited with {recorder.returncode} and wrote"
+                " nothing; is profiling allowed (kernel.perf_event_paranoid)?"
+            )
+        return compiled, seconds, perf_report(perf_data)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="densenet121")
@@ -80,24 +105,8 @@ def main():
     lowered = steps.train_step.lower(*steps.train_arguments(args.batch, args.resolution))
     lower_seconds = time.perf_counter() - start
 
-    perf_data = Path(tempfile.mkdtemp(prefix="jcxr-compile-profile-")) / "perf.data"
-    recorder = subprocess.Popen(
-        ["perf", "record", "-F", "200", "-g", "-p", str(os.getpid()), "-o", str(perf_data)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    time.sleep(1.0)  # let perf attach before the compile starts
-    start = time.perf_counter()
-    compiled = lowered.compile()
-    compile_seconds = time.perf_counter() - start
-    recorder.send_signal(signal.SIGINT)  # perf writes its data and stops on SIGINT
-    recorder.wait(timeout=120)
-    if not perf_data.exists() or perf_data.stat().st_size == 0:
-        sys.exit(
-            f"compile_profile: perf record exited with {recorder.returncode} and wrote nothing"
-            f" to {perf_data}; is profiling allowed (kernel.perf_event_paranoid)?"
-        )
-
-    shares = phase_shares(perf_report(perf_data))
+    compiled, compile_seconds, report = compile_under_perf(lowered)
+    shares = phase_shares(report)
     fusions = count_fusions(compiled.as_text())
     print(describe(), f"| JAX {jax.__version__} | {args.arch} train step at {args.resolution} px, "
           f"batch {args.batch}, cold compile\n")  # fmt: skip
