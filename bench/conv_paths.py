@@ -1,16 +1,20 @@
-"""jcxr's CPU convolution paths, layer by layer, against XLA's own convolution, forward and
-backward (``jcxr.models.layers.conv_general_dilated``).
+"""jcxr's CPU convolution and max-pooling paths, layer by layer, against XLA's own, forward and
+backward (``jcxr.models.layers.conv_general_dilated``, ``jcxr.models.pooling.max_pool``).
 
-    python bench/conv_paths.py [--kind depthwise|pointwise] [--batch 32]
+    python bench/conv_paths.py [--kind depthwise|pointwise|maxpool] [--batch 32]
 
 ``depthwise``: EfficientNet-B0's depthwise convolutions at 64 px as shifted slices, against
 XLA's grouped convolution. ``pointwise``: 1 x 1 convolutions as one matmul over the pixels,
 from DenseNet121 (bottlenecks and transitions), EfficientNet-B0 (expand and project) and
-ResNet34 (stride-2 shortcuts) at 64 and 128 px. Rows are (map, input channels, output channels,
-kernel, stride). Each layer is timed over 5 calls after one warm-up call, jit-compiled; "bwd"
-is the gradient of a loss on the output with respect to input and weights (it includes the
-forward). "diff" is the largest output difference relative to the largest output. Prints a
-markdown table for docs/benchmarks.md.
+ResNet34 (stride-2 shortcuts) at 64 and 128 px. ``maxpool``: the stem pooling of ResNet and
+DenseNet (3 x 3, stride 2, padding 1, 64 channels) at 64, 128 and 224 px, and Xception's three
+at 64 px, with the gradient as shifted slices against XLA's select-and-scatter; the input is
+ReLU'd (ties at zero, as in the networks).
+
+Rows are (map, input channels, output channels, kernel, stride). Each layer is timed over 5
+calls after one warm-up call, jit-compiled; "bwd" is the gradient of a loss on the output with
+respect to every input (it includes the forward). "diff" is the largest output difference
+relative to the largest output. Prints a markdown table for docs/benchmarks.md.
 """
 
 import argparse
@@ -26,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe
 
 from jcxr.models.layers import conv_general_dilated
+from jcxr.models.pooling import _reduce_window_max, max_pool
 
 LAYERS = {
     "depthwise": [(32, 32, 32, 3, 1), (32, 96, 96, 3, 2), (16, 144, 144, 3, 1),
@@ -37,6 +42,8 @@ LAYERS = {
                   (32, 512, 128, 1, 1), (16, 1024, 128, 1, 1), (32, 16, 96, 1, 1),
                   (16, 144, 24, 1, 1), (8, 240, 40, 1, 1), (4, 672, 112, 1, 1),
                   (16, 64, 128, 1, 2), (8, 128, 256, 1, 2), (32, 64, 128, 1, 2)],
+    "maxpool": [(32, 64, 64, 3, 2), (64, 64, 64, 3, 2), (112, 64, 64, 3, 2), (32, 128, 128, 3, 2),
+                (16, 256, 256, 3, 2), (8, 728, 728, 3, 2)],
 }  # fmt: skip
 DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -50,6 +57,25 @@ def milliseconds(function, *arguments, calls=5):
     return (time.perf_counter() - start) / calls * 1e3
 
 
+def paths(kind, x, out, kernel, stride, rng):
+    """[(XLA's function, its arguments), (jcxr's, the same arguments)] for one row."""
+    if kind == "maxpool":
+        x = jax.nn.relu(x)
+        return [
+            (lambda x, f=f: f(x, kernel, stride, 1), (x,)) for f in (_reduce_window_max, max_pool)
+        ]
+    channels = x.shape[-1]
+    groups = channels if kind == "depthwise" else 1
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, channels // groups, out)), jnp.float32)
+    pad = (kernel - 1) // 2
+    conv_args = ((stride, stride), ((pad, pad), (pad, pad)))
+    return [
+        (lambda x, w, conv=conv: conv(x, w, *conv_args, dimension_numbers=DIMS,
+                                      feature_group_count=groups), (x, w))
+        for conv in (jax.lax.conv_general_dilated, conv_general_dilated)
+    ]  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=sorted(LAYERS), default="depthwise")
@@ -57,27 +83,20 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(describe(), f"| JAX {jax.__version__} on {jax.default_backend()} | batch {args.batch}\n")
-    ours = "shifts" if args.kind == "depthwise" else "matmul"
+    ours = {"depthwise": "shifts", "pointwise": "matmul", "maxpool": "sliced gradient"}[args.kind]
     print(f"| map | in | out | kernel | stride | XLA fwd / bwd (ms) | {ours} fwd / bwd (ms) | "
           "diff |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     totals = np.zeros((2, 2))
     for size, channels, out, kernel, stride in LAYERS[args.kind]:
-        groups = channels if args.kind == "depthwise" else 1
         x = jnp.asarray(rng.normal(size=(args.batch, size, size, channels)), jnp.float32)
-        w = jnp.asarray(rng.normal(size=(kernel, kernel, channels // groups, out)), jnp.float32)
-        pad = (kernel - 1) // 2
-        conv_args = ((stride, stride), ((pad, pad), (pad, pad)))
         outputs, cells = [], []
-        for i, conv in enumerate((jax.lax.conv_general_dilated, conv_general_dilated)):
-
-            def forward(x, w, conv=conv, conv_args=conv_args, groups=groups):
-                return conv(x, w, *conv_args, dimension_numbers=DIMS, feature_group_count=groups)
-
+        for i, (forward, arguments) in enumerate(paths(args.kind, x, out, kernel, stride, rng)):
             fwd = jax.jit(forward)
-            bwd = jax.jit(jax.grad(lambda x, w, f=forward: jnp.sum(f(x, w) ** 2), (0, 1)))
-            times = milliseconds(fwd, x, w), milliseconds(bwd, x, w)
+            argnums = tuple(range(len(arguments)))
+            bwd = jax.jit(jax.grad(lambda *a, f=forward: jnp.sum(f(*a) ** 2), argnums))
+            times = milliseconds(fwd, *arguments), milliseconds(bwd, *arguments)
             totals[i] += times
-            outputs.append(fwd(x, w))
+            outputs.append(fwd(*arguments))
             cells.append(f"{times[0]:.2f} / {times[1]:.2f}")
         diff = float(jnp.abs(outputs[1] - outputs[0]).max() / jnp.abs(outputs[0]).max())
         print(f"| {size} | {channels} | {out} | {kernel} | {stride} | {cells[0]} | {cells[1]} | "

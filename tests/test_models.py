@@ -529,3 +529,45 @@ def test_depthwise_convolution_on_cpu_equals_xla_grouped_convolution(size, kerne
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
     pairs = jnp.zeros((kernel, kernel, 2, 6), jnp.float32)  # 3 groups of 2 channels
     assert "conv_general_dilated" in str(jax.make_jaxpr(lambda x: ours(x, pairs, 3))(x))
+
+
+def _first_maximum_gradient(x, gradient, kernel, stride, padding):
+    """torch's MaxPool2d backward by brute force: each window's gradient goes whole to its first
+    maximum in row-major order (``np.argmax`` returns the first)."""
+    h, w = x.shape[1:3]
+    padded = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)),
+                    constant_values=-np.inf)  # fmt: skip
+    result = np.zeros_like(padded)
+    for b, i, j, channel in np.ndindex(gradient.shape):
+        window = padded[
+            b, i * stride : i * stride + kernel, j * stride : j * stride + kernel, channel
+        ]
+        r, q = np.unravel_index(np.argmax(window), window.shape)
+        result[b, i * stride + r, j * stride + q, channel] += gradient[b, i, j, channel]
+    return result[:, padding : padding + h, padding : padding + w]
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding", [(8, 3, 2, 1), (9, 3, 2, 1), (7, 3, 2, 0),
+                                                        (6, 2, 2, 0), (5, 3, 1, 1)])  # fmt: skip
+def test_max_pool_on_cpu_routes_the_gradient_as_xla_and_torch_do(size, kernel, stride, padding):
+    """The shifted-slices gradient of :func:`jcxr.models.pooling.max_pool` on ReLU'd integers,
+    where most windows hold ties: the same values as XLA's reduce_window and, bit for bit, the
+    gradient of XLA's select-and-scatter and torch's rule by brute force. Inference keeps XLA's
+    reduce_window; the gradient never uses select-and-scatter."""
+    from jcxr.models.pooling import _reduce_window_max, max_pool
+
+    rng = np.random.default_rng(size * kernel + stride + padding)
+    x = jnp.asarray(np.maximum(rng.integers(-3, 3, (2, size, size, 4)), 0), jnp.float32)
+    args = (kernel, stride, padding)
+    pooled, pull = jax.vjp(lambda x: max_pool(x, *args), x)
+    expected, xla_pull = jax.vjp(lambda x: _reduce_window_max(x, *args), x)
+    gradient = jnp.asarray(rng.normal(size=pooled.shape), jnp.float32)
+    np.testing.assert_array_equal(pooled, expected)
+    np.testing.assert_array_equal(pull(gradient)[0], xla_pull(gradient)[0])
+    np.testing.assert_array_equal(
+        pull(gradient)[0], _first_maximum_gradient(np.asarray(x), np.asarray(gradient), *args)
+    )
+    assert "select_and_scatter" not in str(
+        jax.make_jaxpr(jax.grad(lambda x: max_pool(x, *args).sum()))(x)
+    )
+    assert "reduce_window_max" in str(jax.make_jaxpr(lambda x: max_pool(x, *args))(x))

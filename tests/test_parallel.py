@@ -73,12 +73,12 @@ def test_data_parallel_step_equals_the_single_device_step():
         import json, jax, jax.numpy as jnp, numpy as np, optax
         from flax import nnx
         from jcxr import models
-        from jcxr.models import layers, resnet
+        from jcxr.models import pooling, resnet
         from jcxr.train import parallel
         from jcxr.train.step import Steps
 
         resnet.relu = jax.nn.silu  # smooth: no kink for rounding to cross
-        resnet.max_pool = lambda x, kernel, stride, padding: layers.avg_pool(x, 2, 2)
+        resnet.max_pool = lambda x, kernel, stride, padding: pooling.avg_pool(x, 2, 2)
 
         def steps(mesh, group):
             model = models.create("resnet_tiny", num_outputs=1, rngs=nnx.Rngs(3))

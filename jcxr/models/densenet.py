@@ -9,7 +9,8 @@ from flax import nnx
 
 from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
-from jcxr.models.layers import avg_pool, conv, make_head, max_pool, run_stages
+from jcxr.models.layers import conv, make_head, run_stages
+from jcxr.models.pooling import avg_pool, max_pool
 
 # name -> (growth rate, blocks per dense block, initial features)
 CONFIGS = {

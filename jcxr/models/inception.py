@@ -22,13 +22,12 @@ from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
 from jcxr.models.layers import (
     FeaturesThenHead,
-    avg_pool_same,
     conv,
     imagenet_to_half,
     make_head,
-    max_pool,
     run_stages,
 )
+from jcxr.models.pooling import avg_pool_same, max_pool
 
 CONFIGS = {"inception_v3": None}
 TORCH_HEAD = "fc"

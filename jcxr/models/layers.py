@@ -17,6 +17,7 @@ from flax import nnx
 
 from jcxr.models.activations import relu, silu
 from jcxr.models.batchnorm import BatchNorm
+from jcxr.models.pooling import global_avg_pool
 
 Array = jax.Array
 
@@ -263,29 +264,6 @@ def imagenet_to_half(x: Array) -> Array:
     mean = np.asarray((0.485, 0.456, 0.406), np.float32)
     std = np.asarray((0.229, 0.224, 0.225), np.float32)
     return x * (std / 0.5).astype(x.dtype) + ((mean - 0.5) / 0.5).astype(x.dtype)
-
-
-def max_pool(x: Array, kernel: int, stride: int, padding: int) -> Array:
-    """torch MaxPool2d (floor mode): padding counts as -inf."""
-    return nnx.max_pool(
-        x, (kernel, kernel), strides=(stride, stride), padding=((padding, padding),) * 2
-    )
-
-
-def avg_pool(x: Array, kernel: int, stride: int) -> Array:
-    """torch AvgPool2d without padding (floor mode)."""
-    return nnx.avg_pool(x, (kernel, kernel), strides=(stride, stride), padding="VALID")
-
-
-def avg_pool_same(x: Array) -> Array:
-    """torch ``avg_pool2d(x, 3, stride=1, padding=1)``: padding counts as zeros (divide by 9)."""
-    return nnx.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)),
-                        count_include_pad=True)  # fmt: skip
-
-
-def global_avg_pool(x: Array) -> Array:
-    """``[B, H, W, C] -> [B, C]``, averaged in float32."""
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(x.dtype)
 
 
 class StochasticDepth(nnx.Module):

@@ -25,9 +25,9 @@ from jcxr.models.layers import (
     Sequential,
     conv,
     dense,
-    global_avg_pool,
     make_head,
 )
+from jcxr.models.pooling import global_avg_pool
 
 CONFIGS = {"mobilenet_v2": 1.0, "mobilenet_v3_large": 1.0}  # name -> width multiplier
 # (expand ratio, output channels, blocks, first stride) per stage

@@ -9,7 +9,8 @@ from flax import nnx
 
 from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
-from jcxr.models.layers import Sequential, conv, make_head, max_pool, run_stages
+from jcxr.models.layers import Sequential, conv, make_head, run_stages
+from jcxr.models.pooling import max_pool
 
 # name -> (block, blocks per stage)
 CONFIGS = {

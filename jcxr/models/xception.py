@@ -22,9 +22,9 @@ from jcxr.models.layers import (
     conv,
     imagenet_to_half,
     make_head,
-    max_pool,
     run_stages,
 )
+from jcxr.models.pooling import max_pool
 
 CONFIGS = {"xception": "legacy_xception"}  # jcxr name -> timm name
 TORCH_HEAD = "fc"
