@@ -17,7 +17,7 @@ from flax import nnx
 
 from jcxr.models.activations import relu, silu
 from jcxr.models.batchnorm import BatchNorm
-from jcxr.models.pooling import global_avg_pool
+from jcxr.models.pooling import global_avg_pool, window_views
 
 Array = jax.Array
 
@@ -73,21 +73,6 @@ def _matmul(x, w, precision):
     return jnp.matmul(x.reshape(n * h * width, k), w, precision=precision).reshape(n, h, width, -1)
 
 
-def _windows(x, kh: int, kw: int, strides, padding):
-    """The k x k shifted, strided views of ``x`` (NHWC) that a convolution's taps see, in
-    (row, column) order of the kernel; ``padding`` is explicit ((top, bottom), (left, right))."""
-    (top, bottom), (left, right) = padding
-    x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    sh, sw = strides
-    ho = (x.shape[1] - kh) // sh + 1
-    wo = (x.shape[2] - kw) // sw + 1
-    return [
-        x[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :]
-        for i in range(kh)
-        for j in range(kw)
-    ]
-
-
 def conv_general_dilated(
     lhs,
     rhs,
@@ -112,11 +97,11 @@ def conv_general_dilated(
         sh, sw = window_strides
         return _matmul(lhs[:, ::sh, ::sw, :], rhs.reshape(cin, cout), precision)
     if dense and kh * kw > 1 and max(lhs.shape[1:3]) <= SMALL_MAP:
-        patches = jnp.concatenate(_windows(lhs, kh, kw, window_strides, padding), axis=-1)
+        patches = jnp.concatenate(window_views(lhs, (kh, kw), window_strides, padding), axis=-1)
         return _matmul(patches, rhs.reshape(kh * kw * cin, cout), precision)
     depthwise = feature_group_count == lhs.shape[-1] == cout and cin == 1
     if mine and depthwise and kh * kw > 1:
-        views = _windows(lhs, kh, kw, window_strides, padding)
+        views = window_views(lhs, (kh, kw), window_strides, padding)
         taps = rhs.reshape(kh * kw, cout).astype(lhs.dtype)
         return sum(view * taps[t] for t, view in enumerate(views))
     return jax.lax.conv_general_dilated(

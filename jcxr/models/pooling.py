@@ -35,17 +35,19 @@ def _reduce_window_max(x: Array, kernel: int, stride: int, padding: int) -> Arra
     )
 
 
-def _window_views(x: Array, kernel: int, stride: int, padding: int) -> list[Array]:
-    """The ``kernel``**2 strided views of ``x`` padded with -inf, one per window position, in
-    row-major order: view ``t`` holds every window's element ``t``."""
-    pad = ((0, 0), (padding, padding), (padding, padding), (0, 0))
-    x = jnp.pad(x, pad, constant_values=-jnp.inf)
-    rows = (x.shape[1] - kernel) // stride + 1
-    columns = (x.shape[2] - kernel) // stride + 1
+def window_views(x: Array, kernel, strides, padding, value=0.0) -> list[Array]:
+    """The kh x kw shifted, strided views of ``x`` (NHWC) that a window's positions see, in
+    row-major order of the window: view ``t`` holds every window's element ``t``. ``kernel``
+    and ``strides`` are (rows, columns); ``padding`` is explicit ((top, bottom), (left, right)),
+    filled with ``value``."""
+    (kh, kw), (sh, sw), ((top, bottom), (left, right)) = kernel, strides, padding
+    x = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+    ho = (x.shape[1] - kh) // sh + 1
+    wo = (x.shape[2] - kw) // sw + 1
     return [
-        x[:, i : i + stride * (rows - 1) + 1 : stride, j : j + stride * (columns - 1) + 1 : stride]
-        for i in range(kernel)
-        for j in range(kernel)
+        x[:, i : i + sh * (ho - 1) + 1 : sh, j : j + sw * (wo - 1) + 1 : sw, :]
+        for i in range(kh)
+        for j in range(kw)
     ]
 
 
@@ -63,7 +65,10 @@ def _backward(kernel, stride, padding, residuals, gradient):
     x, pooled = residuals
 
     def route(gradient):
-        views, scatter = jax.vjp(lambda x: _window_views(x, kernel, stride, padding), x)
+        square = ((padding, padding),) * 2
+        views, scatter = jax.vjp(
+            lambda x: window_views(x, (kernel,) * 2, (stride,) * 2, square, -jnp.inf), x
+        )
         taken = jnp.zeros(pooled.shape, bool)
         shares = []
         for view in views:
