@@ -87,17 +87,17 @@ def jcxr_profile(arch: str, resolution: int, effective: int, n_steps: int) -> di
         steps.train_step.lower(*steps.train_arguments(effective, resolution)).compile().as_text(),
         steps.microbatch_size,
     )
-    trace = tempfile.mkdtemp(prefix="jcxr-profile-")
-    jax.profiler.start_trace(trace)
-    start = time.perf_counter()
-    for i in range(n_steps):
-        metrics = steps.step(pixels, labels, 2 + i)
-    jax.block_until_ready(metrics)
-    wall = (time.perf_counter() - start) / n_steps
-    jax.profiler.stop_trace()
-    profile = jax.profiler.ProfileData.from_file(
-        sorted(glob.glob(f"{trace}/**/*.xplane.pb", recursive=True))[-1]
-    )
+    with tempfile.TemporaryDirectory(prefix="jcxr-profile-") as trace:
+        jax.profiler.start_trace(trace)
+        start = time.perf_counter()
+        for i in range(n_steps):
+            metrics = steps.step(pixels, labels, 2 + i)
+        jax.block_until_ready(metrics)
+        wall = (time.perf_counter() - start) / n_steps
+        jax.profiler.stop_trace()
+        profile = jax.profiler.ProfileData.from_file(
+            sorted(glob.glob(f"{trace}/**/*.xplane.pb", recursive=True))[-1]
+        )
     totals = collections.Counter()
     for plane in profile.planes:
         for line in plane.lines:
