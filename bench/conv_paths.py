@@ -1,7 +1,8 @@
 """jcxr's CPU convolution and max-pooling paths, layer by layer, against XLA's own, forward and
-backward (``jcxr.models.layers.conv_general_dilated``, ``jcxr.models.pooling.max_pool``).
+backward (``jcxr.models.layers.conv_general_dilated``, ``jcxr.models.pooling.max_pool``), and
+the first convolution on grey input (``jcxr.models.inputs.input_conv``).
 
-    python bench/conv_paths.py [--kind depthwise|pointwise|maxpool] [--batch 32]
+    python bench/conv_paths.py [--kind depthwise|pointwise|maxpool|stem] [--batch 32]
 
 ``depthwise``: EfficientNet-B0's depthwise convolutions at 64 px as shifted slices, against
 XLA's grouped convolution. ``pointwise``: 1 x 1 convolutions as one matmul over the pixels,
@@ -9,7 +10,10 @@ from DenseNet121 (bottlenecks and transitions), EfficientNet-B0 (expand and proj
 ResNet34 (stride-2 shortcuts) at 64 and 128 px. ``maxpool``: the stem pooling of ResNet and
 DenseNet (3 x 3, stride 2, padding 1, 64 channels) at 64, 128 and 224 px, and Xception's three
 at 64 px, with the gradient as shifted slices against XLA's select-and-scatter; the input is
-ReLU'd (ties at zero, as in the networks).
+ReLU'd (ties at zero, as in the networks). ``stem``: the first convolution of ResNet and
+DenseNet (7 x 7, stride 2, 64 channels) and of EfficientNet-B0 (3 x 3, stride 2, 32 channels) at
+64, 128 and 224 px, on the grey image against on its normalised RGB copy (what the models took
+before); "bwd" there is the kernel's gradient, all that training needs of a stem.
 
 Rows are (map, input channels, output channels, kernel, stride). Each layer is timed over 5
 calls after one warm-up call, jit-compiled; "bwd" is the gradient of a loss on the output with
@@ -25,11 +29,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe
 
-from jcxr.models.layers import conv_general_dilated
+from jcxr.models.inputs import grey, input_conv, normalise
+from jcxr.models.layers import conv, conv_general_dilated
 from jcxr.models.pooling import _reduce_window_max, max_pool
 
 LAYERS = {
@@ -44,6 +50,8 @@ LAYERS = {
                   (16, 64, 128, 1, 2), (8, 128, 256, 1, 2), (32, 64, 128, 1, 2)],
     "maxpool": [(32, 64, 64, 3, 2), (64, 64, 64, 3, 2), (112, 64, 64, 3, 2), (32, 128, 128, 3, 2),
                 (16, 256, 256, 3, 2), (8, 728, 728, 3, 2)],
+    "stem": [(64, 3, 64, 7, 2), (128, 3, 64, 7, 2), (224, 3, 64, 7, 2), (64, 3, 32, 3, 2),
+             (128, 3, 32, 3, 2), (224, 3, 32, 3, 2)],
 }  # fmt: skip
 DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -64,6 +72,13 @@ def paths(kind, x, out, kernel, stride, rng):
         return [
             (lambda x, f=f: f(x, kernel, stride, 1), (x,)) for f in (_reduce_window_max, max_pool)
         ]
+    if kind == "stem":
+        graph, params = nnx.split(conv(3, out, kernel, stride=stride, rngs=nnx.Rngs(0)))
+        images = jax.nn.sigmoid(x[..., 0])  # grey in [0, 1]
+        return [
+            (lambda params, x=x: input_conv(nnx.merge(graph, params), x), (params,))
+            for x in (normalise(images), grey(images))
+        ]
     channels = x.shape[-1]
     groups = channels if kind == "depthwise" else 1
     w = jnp.asarray(rng.normal(size=(kernel, kernel, channels // groups, out)), jnp.float32)
@@ -83,9 +98,10 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(describe(), f"| JAX {jax.__version__} on {jax.default_backend()} | batch {args.batch}\n")
-    ours = {"depthwise": "shifts", "pointwise": "matmul", "maxpool": "sliced gradient"}[args.kind]
-    print(f"| map | in | out | kernel | stride | XLA fwd / bwd (ms) | {ours} fwd / bwd (ms) | "
-          "diff |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    names = {"depthwise": ("XLA", "shifts"), "pointwise": ("XLA", "matmul"),
+             "maxpool": ("XLA", "sliced gradient"), "stem": ("RGB", "grey")}[args.kind]  # fmt: skip
+    print(f"| map | in | out | kernel | stride | {names[0]} fwd / bwd (ms) | {names[1]} fwd / bwd "
+          "(ms) | diff |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
     totals = np.zeros((2, 2))
     for size, channels, out, kernel, stride in LAYERS[args.kind]:
         x = jnp.asarray(rng.normal(size=(args.batch, size, size, channels)), jnp.float32)

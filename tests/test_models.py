@@ -562,12 +562,100 @@ def test_max_pool_on_cpu_routes_the_gradient_as_xla_and_torch_do(size, kernel, s
     pooled, pull = jax.vjp(lambda x: max_pool(x, *args), x)
     expected, xla_pull = jax.vjp(lambda x: _reduce_window_max(x, *args), x)
     gradient = jnp.asarray(rng.normal(size=pooled.shape), jnp.float32)
+    (routed,) = pull(gradient)
     np.testing.assert_array_equal(pooled, expected)
-    np.testing.assert_array_equal(pull(gradient)[0], xla_pull(gradient)[0])
+    np.testing.assert_array_equal(routed, xla_pull(gradient)[0])
     np.testing.assert_array_equal(
-        pull(gradient)[0], _first_maximum_gradient(np.asarray(x), np.asarray(gradient), *args)
+        routed, _first_maximum_gradient(np.asarray(x), np.asarray(gradient), *args)
     )
     assert "select_and_scatter" not in str(
         jax.make_jaxpr(jax.grad(lambda x: max_pool(x, *args).sum()))(x)
     )
     assert "reduce_window_max" in str(jax.make_jaxpr(lambda x: max_pool(x, *args))(x))
+
+
+def _convolve_float64(x, kernel, stride, padding):
+    """Brute-force float64 convolution, NHWC x HWIO, zero padding: the sum over the taps of the
+    shifted, strided input times each tap's [C, O] matrix."""
+    kh, kw = kernel.shape[:2]
+    padded = np.pad(x.astype(np.float64), ((0, 0), (padding,) * 2, (padding,) * 2, (0, 0)))
+    rows = (padded.shape[1] - kh) // stride + 1
+    cols = (padded.shape[2] - kw) // stride + 1
+    out = 0.0
+    for i in range(kh):
+        for j in range(kw):
+            window = padded[:, i : i + stride * rows : stride, j : j + stride * cols : stride]
+            out = out + window @ kernel[i, j].astype(np.float64)
+    return out
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding,half", [
+    (13, 7, 2, 3, False), (9, 3, 2, 1, False), (11, 3, 2, 0, True), (4, 3, 1, 1, False),
+])  # fmt: skip
+def test_first_convolution_on_grey_equals_it_on_normalised_rgb(size, kernel, stride, padding, half):
+    """:func:`jcxr.models.inputs.input_conv` on ``[B, H, W, 1]`` grey against the convolution of
+    the grey repeated to RGB and normalised (ImageNet's mean/std, or 0.5/0.5 as InceptionV3 and
+    Xception take it), values and kernel gradients, and against a float64 brute force; the
+    batch is convolved over one channel. Odd and even maps, padded or not; a 4 px map takes
+    the small-map path."""
+    from jcxr.models.inputs import HALF, IMAGENET_MEAN, IMAGENET_STD, input_conv
+    from jcxr.models.layers import conv
+
+    mean, std = (HALF, HALF) if half else (IMAGENET_MEAN, IMAGENET_STD)
+    rng = np.random.default_rng(size + kernel)
+    layer = conv(3, 5, kernel, stride=stride, padding=padding, rngs=nnx.Rngs(0))
+    images = rng.random((2, size, size)).astype(np.float32)
+    rgb = (np.repeat(images[..., None], 3, -1) - np.float32(mean)) / np.float32(std)
+    weights = jnp.asarray(rng.normal(size=layer(jnp.asarray(rgb)).shape), jnp.float32)
+
+    graph, params = nnx.split(layer)
+
+    def loss(params, x):
+        return jnp.sum(input_conv(nnx.merge(graph, params), x, mean=mean, std=std) * weights)
+
+    on_grey = input_conv(layer, jnp.asarray(images[..., None]), mean=mean, std=std)
+    on_rgb = layer(jnp.asarray(rgb))
+    np.testing.assert_allclose(on_grey, on_rgb, rtol=1e-5, atol=1e-5)
+    reference = _convolve_float64(rgb, np.asarray(layer.kernel.value), stride, padding)
+    np.testing.assert_allclose(on_grey, reference, rtol=1e-5, atol=1e-5)
+    grads = [jax.grad(loss)(params, jnp.asarray(x))["kernel"] for x in (images[..., None], rgb)]
+    grads = [np.asarray(g.get_value()) for g in grads]
+    np.testing.assert_allclose(*grads, rtol=1e-5, atol=1e-5 * np.abs(grads[1]).max())
+    jaxpr = str(jax.make_jaxpr(lambda x: input_conv(layer, x))(jnp.asarray(images[..., None])))
+    assert f"f32[2,{size},{size},3]" not in jaxpr  # no RGB copy of the batch is made
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "densenet121", "efficientnet_b0", "mobilenet_v2",
+                                  "mobilenet_v3_large", "inception_v3", "xception"])  # fmt: skip
+def test_every_family_takes_grey_input_as_the_normalised_rgb(arch):
+    """Each family's stem (its first stage, which every forward pass runs through: the rest of
+    the network never sees the input) in training mode on ``models.grey`` input against
+    ``models.normalise``'s RGB: the same output and the same gradients for every parameter."""
+    model = models.create(arch, rngs=nnx.Rngs(0))
+    model.train()
+    model.set_attributes(deterministic=True, raise_if_not_found=False)
+    size = models.min_size(arch) + 1
+    images = jnp.asarray(np.random.default_rng(1).random((2, size, size)), jnp.float32)
+    graph, params, rest = nnx.split(model, nnx.Param, ...)
+
+    @jax.jit
+    def stem(params, rest, x):
+        return nnx.merge(graph, params, rest).stages()[0][1](x)
+
+    inputs = (models.grey(images), models.normalise(images))
+    outputs = [stem(params, rest, x) for x in inputs]
+    scale = float(jnp.abs(outputs[1]).max())
+    np.testing.assert_allclose(*outputs, rtol=1e-5, atol=1e-5 * scale)
+    weights = jnp.asarray(np.random.default_rng(2).normal(size=outputs[0].shape), jnp.float32)
+    pull = jax.jit(jax.grad(lambda p, rest, x: jnp.sum(stem(p, rest, x) * weights)))
+    grads = [pull(params, rest, x) for x in inputs]
+    for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * max(float(jnp.abs(b).max()), 1.0))
+
+
+def test_grey_input_needs_a_three_channel_first_convolution():
+    from jcxr.models.inputs import input_conv
+    from jcxr.models.layers import conv
+
+    with pytest.raises(ValueError, match="over 3 channels, ungrouped; this one takes 4 in 1"):
+        input_conv(conv(4, 8, 3, rngs=nnx.Rngs(0)), jnp.zeros((1, 8, 8, 1)))

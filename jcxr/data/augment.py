@@ -6,8 +6,8 @@ padding, horizontal flip, brightness and contrast) and Cardona Cardenas et al. 2
 (``max_shear`` degrees) as one bilinear resampling per image, deterministic from a key (derive
 it from ``(seed, step)``). With ``positives_only`` (Cardona Cardenas et al. 2020, who augmented
 only the cardiomegaly images to offset the imbalance) negatives pass untouched. The same code
-makes the test-time-augmentation views. The models' own input normalisation is
-:func:`jcxr.models.normalise`.
+makes the test-time-augmentation views. The models take the result as it is,
+grey (:func:`jcxr.models.grey`), or normalised RGB (:func:`jcxr.models.normalise`).
 """
 
 from __future__ import annotations

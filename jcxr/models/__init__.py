@@ -1,9 +1,11 @@
 """jcxr.models: Flax NNX ResNet, DenseNet, EfficientNet, MobileNet v2/v3 and InceptionV3 that
 load torchvision's weights exactly, and Xception loading timm's (``legacy_xception``).
 
-Input ``[B, H, W, 3]`` float, normalised as torchvision expects (ImageNet mean/std), any square
-size from 32 px up (InceptionV3: 75 px, :func:`min_size`); output ``[B, num_outputs]`` float32
-logits (higher = positive).
+Input ``[B, H, W, 3]`` float, normalised as torchvision expects (ImageNet mean/std,
+:func:`normalise`), or ``[B, H, W, 1]`` grey in [0, 1] (:func:`grey`: the same logits, with a
+first convolution over one channel, ``jcxr/models/inputs.py``); any square size from 32 px up
+(InceptionV3: 75 px, :func:`min_size`); output ``[B, num_outputs]`` float32 logits (higher =
+positive).
 Call ``model.eval()`` for inference (running BatchNorm statistics, no dropout) and
 ``model.train()`` for training.
 """
@@ -13,12 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from jcxr.models import densenet, efficientnet, inception, mobilenet, resnet, xception
+from jcxr.models.inputs import IMAGENET_MEAN, IMAGENET_STD, grey, normalise
 from jcxr.models.layers import HEADS
 from jcxr.models.weights import WeightsMismatchError, load_into, read_state_dict
 
@@ -31,9 +32,6 @@ _FAMILIES = {
     **{name: xception for name in xception.CONFIGS},
 }
 IMAGENET_CLASSES = 1000
-# Inputs are normalised with these after grey -> RGB (channel order R, G, B).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 __all__ = [
     "HEADS",
@@ -42,6 +40,7 @@ __all__ = [
     "WeightsMismatchError",
     "create",
     "from_torchvision",
+    "grey",
     "list_archs",
     "min_size",
     "normalise",
@@ -59,16 +58,6 @@ def list_archs(*, torchvision_only: bool = False) -> list[str]:
 def min_size(arch: str) -> int:
     """Smallest square input ``arch`` takes, in px (32, or InceptionV3's 75)."""
     return getattr(_family(arch), "MIN_SIZE", 32)
-
-
-def normalise(images: jax.Array, dtype=jnp.float32) -> jax.Array:
-    """``[B, R, R]`` grey in [0, 1] -> ``[B, R, R, 3]`` as the ImageNet weights expect: grey
-    repeated to RGB, then ImageNet mean/std per channel."""
-    # numpy constants, made at call time: a device array made at import would start the XLA
-    # backend before jax.distributed.initialize can run.
-    mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
-    rgb = jnp.repeat(images[..., None], 3, axis=-1)
-    return ((rgb - mean) / std).astype(dtype)
 
 
 def torch_head(arch: str) -> str:

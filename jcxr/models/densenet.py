@@ -9,6 +9,7 @@ from flax import nnx
 
 from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
+from jcxr.models.inputs import input_conv
 from jcxr.models.layers import conv, make_head, run_stages
 from jcxr.models.pooling import avg_pool, max_pool
 
@@ -97,14 +98,15 @@ class Features(nnx.Module):
         return [*out, ("features.norm5", self.last)]
 
     def stem(self, x):
-        return max_pool(relu(self.norm0(self.conv0(x))), 3, 2, 1)
+        return max_pool(relu(self.norm0(input_conv(self.conv0, x))), 3, 2, 1)
 
     def last(self, x):
         return relu(self.norm5(x))
 
 
 class DenseNet(nnx.Module):
-    """``[B, H, W, 3]`` normalised images -> ``[B, num_outputs]`` logits (float32).
+    """``[B, H, W, 3]`` normalised images (or ``[B, H, W, 1]`` grey) -> ``[B, num_outputs]``
+    logits (float32).
 
     ``remat=True`` rematerialises every dense layer in the backward pass (``jax.checkpoint``):
     same gradients, much less activation memory at high resolution.

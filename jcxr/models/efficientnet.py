@@ -102,7 +102,8 @@ class MBConv(nnx.Module):
 
 
 class EfficientNet(FeaturesThenHead, nnx.Module):
-    """``[B, H, W, 3]`` normalised images -> ``[B, num_outputs]`` logits (float32).
+    """``[B, H, W, 3]`` normalised images (or ``[B, H, W, 1]`` grey) -> ``[B, num_outputs]``
+    logits (float32).
 
     ``stochastic_depth`` is the largest per-block drop rate (torchvision's 0.2), scaled linearly
     with block depth; it is active in train mode only. ``dropout`` defaults to the variant's

@@ -20,10 +20,10 @@ from flax import nnx
 
 from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
+from jcxr.models.inputs import HALF, imagenet_to_half, input_conv
 from jcxr.models.layers import (
     FeaturesThenHead,
     conv,
-    imagenet_to_half,
     make_head,
     run_stages,
 )
@@ -157,8 +157,8 @@ def _reduce(x):
 
 
 class InceptionV3(FeaturesThenHead, nnx.Module):
-    """``[B, H, W, 3]`` ImageNet-normalised images (H, W >= 75) -> ``[B, num_outputs]``
-    logits (float32)."""
+    """``[B, H, W, 3]`` ImageNet-normalised images (or ``[B, H, W, 1]`` grey; H, W >= 75) ->
+    ``[B, num_outputs]`` logits (float32)."""
 
     def __init__(self, arch: str, *, num_outputs: int = 1000, head: str = "linear",
                  dropout: float = 0.0, dtype=jnp.float32, rngs: nnx.Rngs):  # fmt: skip
@@ -196,7 +196,8 @@ class InceptionV3(FeaturesThenHead, nnx.Module):
         return steps
 
     def first(self, x):
-        return self.Conv2d_1a_3x3(imagenet_to_half(x))
+        first = self.Conv2d_1a_3x3
+        return relu(first.bn(input_conv(first.conv, imagenet_to_half(x), mean=HALF, std=HALF)))
 
     def feature_map(self, x):
         """``[B, H, W, 3] -> [B, h, w, 2048]`` before pooling (8 x 8 at 299 px)."""

@@ -17,6 +17,7 @@ from flax import nnx
 
 from jcxr.models.activations import relu, silu
 from jcxr.models.batchnorm import BatchNorm
+from jcxr.models.inputs import input_conv
 from jcxr.models.pooling import global_avg_pool, window_views
 
 Array = jax.Array
@@ -220,13 +221,21 @@ class ConvNormAct(Sequential):
         x = super().__call__(x)
         return x if self.activation is None else self.activation(x)
 
+    def on_images(self, x: Array) -> Array:
+        """As a model's first layer: ``x`` normalised RGB or grey (:func:`input_conv`)."""
+        x = self.layers[1](input_conv(self.layers[0], x))
+        return x if self.activation is None else self.activation(x)
+
 
 class FeaturesThenHead:
     """For models whose feature extractor is one ``Sequential`` named ``features``
     (EfficientNet, MobileNet): its children are the named stages, ``features.0`` onward."""
 
     def stages(self) -> list[tuple[str, Callable]]:
-        return [(f"features.{i}", layer) for i, layer in enumerate(self.features.layers)]
+        """``features.0`` (the stem, which takes normalised RGB or grey), ``features.1``, ..."""
+        first, *rest = self.features.layers
+        later = [(f"features.{i}", layer) for i, layer in enumerate(rest, start=1)]
+        return [("features.0", first.on_images), *later]
 
     def feature_map(self, x):
         """``[B, H, W, 3] -> [B, H / 32, W / 32, C]`` feature map before pooling."""
@@ -241,14 +250,6 @@ def run_stages(stages: Sequence[tuple[str, Callable]], x: Array) -> Array:
     for _, stage in stages:
         x = stage(x)
     return x
-
-
-def imagenet_to_half(x: Array) -> Array:
-    """ImageNet-normalised pixels -> normalised with mean 0.5 and std 0.5, what Google's
-    InceptionV3 and Keras' Xception weights expect (torchvision's ``transform_input``)."""
-    mean = np.asarray((0.485, 0.456, 0.406), np.float32)
-    std = np.asarray((0.229, 0.224, 0.225), np.float32)
-    return x * (std / 0.5).astype(x.dtype) + ((mean - 0.5) / 0.5).astype(x.dtype)
 
 
 class StochasticDepth(nnx.Module):

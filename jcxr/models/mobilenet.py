@@ -72,7 +72,8 @@ class InvertedResidual(nnx.Module):
 
 
 class MobileNetV2(FeaturesThenHead, nnx.Module):
-    """``[B, H, W, 3]`` normalised images -> ``[B, num_outputs]`` logits (float32)."""
+    """``[B, H, W, 3]`` normalised images (or ``[B, H, W, 1]`` grey) -> ``[B, num_outputs]``
+    logits (float32)."""
 
     def __init__(self, arch: str, *, num_outputs: int = 1000, head: str = "linear",
                  dropout: float = DROPOUT, dtype=jnp.float32, rngs: nnx.Rngs):  # fmt: skip
@@ -130,7 +131,8 @@ class V3Classifier(Sequential):
 
 
 class MobileNetV3(FeaturesThenHead, nnx.Module):
-    """``[B, H, W, 3]`` normalised images -> ``[B, num_outputs]`` logits (float32)."""
+    """``[B, H, W, 3]`` normalised images (or ``[B, H, W, 1]`` grey) -> ``[B, num_outputs]``
+    logits (float32)."""
 
     def __init__(self, arch: str, *, num_outputs: int = 1000, head: str = "linear",
                  dropout: float = DROPOUT, dtype=jnp.float32, rngs: nnx.Rngs):  # fmt: skip

@@ -9,6 +9,7 @@ from flax import nnx
 
 from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
+from jcxr.models.inputs import input_conv
 from jcxr.models.layers import Sequential, conv, make_head, run_stages
 from jcxr.models.pooling import max_pool
 
@@ -75,7 +76,8 @@ def _downsample(in_features, out_features, stride, *, dtype, rngs):
 
 
 class ResNet(nnx.Module):
-    """``[B, H, W, 3]`` normalised images -> ``[B, num_outputs]`` logits (float32)."""
+    """``[B, H, W, 3]`` normalised images (or ``[B, H, W, 1]`` grey) -> ``[B, num_outputs]``
+    logits (float32)."""
 
     def __init__(
         self,
@@ -113,7 +115,7 @@ class ResNet(nnx.Module):
         return [("maxpool", self.stem), *layers]
 
     def stem(self, x):
-        return max_pool(relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        return max_pool(relu(self.bn1(input_conv(self.conv1, x))), 3, 2, 1)
 
     def feature_map(self, x):
         """``[B, H, W, 3] -> [B, H / 32, W / 32, C]`` feature map before pooling."""

@@ -4,7 +4,8 @@ Cardona Cardenas et al. 2020 trained, with its ImageNet weights ported from Kera
 torchvision has no Xception; ``from_torchvision`` and ``create(pretrained=...)`` take timm's
 state dict (same key names, torch layout). The Keras weights expect pixels normalised with mean
 0.5 and std 0.5; the model converts jcxr's ImageNet-normalised input to that inside, so one
-normalisation serves every architecture. 299 px is the native size.
+normalisation serves every architecture (a grey input gets it folded into the first
+convolution, ``jcxr/models/inputs.py``). 299 px is the native size.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from flax import nnx
 
 from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
+from jcxr.models.inputs import HALF, imagenet_to_half, input_conv
 from jcxr.models.layers import (
     FeaturesThenHead,
     Sequential,
     conv,
-    imagenet_to_half,
     make_head,
     run_stages,
 )
@@ -81,7 +82,8 @@ def _downsample(x):
 
 
 class Xception(FeaturesThenHead, nnx.Module):
-    """``[B, H, W, 3]`` ImageNet-normalised images -> ``[B, num_outputs]`` logits (float32)."""
+    """``[B, H, W, 3]`` ImageNet-normalised images (or ``[B, H, W, 1]`` grey) ->
+    ``[B, num_outputs]`` logits (float32)."""
 
     def __init__(self, arch: str, *, num_outputs: int = 1000, head: str = "linear",
                  dropout: float = 0.0, dtype=jnp.float32, rngs: nnx.Rngs):  # fmt: skip
@@ -107,7 +109,7 @@ class Xception(FeaturesThenHead, nnx.Module):
         return [("act2", self.stem), *blocks, ("act3", self.exit3), ("act4", self.exit4)]
 
     def stem(self, x):
-        x = relu(self.bn1(self.conv1(imagenet_to_half(x))))
+        x = relu(self.bn1(input_conv(self.conv1, imagenet_to_half(x), mean=HALF, std=HALF)))
         return relu(self.bn2(self.conv2(x)))
 
     def exit3(self, x):
