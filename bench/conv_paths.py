@@ -12,8 +12,9 @@ DenseNet (3 x 3, stride 2, padding 1, 64 channels) at 64, 128 and 224 px, and Xc
 at 64 px, with the gradient as shifted slices against XLA's select-and-scatter; the input is
 ReLU'd (ties at zero, as in the networks). ``stem``: the first convolution of ResNet and
 DenseNet (7 x 7, stride 2, 64 channels) and of EfficientNet-B0 (3 x 3, stride 2, 32 channels) at
-64, 128 and 224 px, on the grey image against on its normalised RGB copy (what the models took
-before); "bwd" there is the kernel's gradient, all that training needs of a stem.
+64, 128 and 224 px, on the grey image (one channel: im2col + one matmul on the CPU) against on
+its normalised RGB copy (what the models took before; the normalisation is timed with it);
+"bwd" there is the kernel's gradient, all that training needs of a stem.
 
 Rows are (map, input channels, output channels, kernel, stride). Each layer is timed over 5
 calls after one warm-up call, jit-compiled; "bwd" is the gradient of a loss on the output with
@@ -76,8 +77,8 @@ def paths(kind, x, out, kernel, stride, rng):
         graph, params = nnx.split(conv(3, out, kernel, stride=stride, rngs=nnx.Rngs(0)))
         images = jax.nn.sigmoid(x[..., 0])  # grey in [0, 1]
         return [
-            (lambda params, x=x: input_conv(nnx.merge(graph, params), x), (params,))
-            for x in (normalise(images), grey(images))
+            (lambda params, x, f=f: input_conv(nnx.merge(graph, params), f(x)), (params, images))
+            for f in (normalise, grey)
         ]
     channels = x.shape[-1]
     groups = channels if kind == "depthwise" else 1
@@ -108,7 +109,7 @@ def main():
         outputs, cells = [], []
         for i, (forward, arguments) in enumerate(paths(args.kind, x, out, kernel, stride, rng)):
             fwd = jax.jit(forward)
-            argnums = tuple(range(len(arguments)))
+            argnums = (0,) if args.kind == "stem" else tuple(range(len(arguments)))
             bwd = jax.jit(jax.grad(lambda *a, f=forward: jnp.sum(f(*a) ** 2), argnums))
             times = milliseconds(fwd, *arguments), milliseconds(bwd, *arguments)
             totals[i] += times

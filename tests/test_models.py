@@ -596,8 +596,8 @@ def test_first_convolution_on_grey_equals_it_on_normalised_rgb(size, kernel, str
     """:func:`jcxr.models.inputs.input_conv` on ``[B, H, W, 1]`` grey against the convolution of
     the grey repeated to RGB and normalised (ImageNet's mean/std, or 0.5/0.5 as InceptionV3 and
     Xception take it), values and kernel gradients, and against a float64 brute force; the
-    batch is convolved over one channel. Odd and even maps, padded or not; a 4 px map takes
-    the small-map path."""
+    batch is convolved over one channel, as im2col + one matmul. Odd and even maps, padded or
+    not."""
     from jcxr.models.inputs import HALF, IMAGENET_MEAN, IMAGENET_STD, input_conv
     from jcxr.models.layers import conv
 
@@ -623,6 +623,7 @@ def test_first_convolution_on_grey_equals_it_on_normalised_rgb(size, kernel, str
     np.testing.assert_allclose(*grads, rtol=1e-5, atol=1e-5 * np.abs(grads[1]).max())
     jaxpr = str(jax.make_jaxpr(lambda x: input_conv(layer, x))(jnp.asarray(images[..., None])))
     assert f"f32[2,{size},{size},3]" not in jaxpr  # no RGB copy of the batch is made
+    assert "conv_general_dilated" not in jaxpr  # one channel: im2col + matmul on the CPU
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "densenet121", "efficientnet_b0", "mobilenet_v2",

@@ -75,5 +75,9 @@ def input_conv(conv: nnx.Conv, x: jax.Array, *, mean=IMAGENET_MEAN, std=IMAGENET
             dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=conv.precision,
         )  # fmt: skip
 
-    y = convolve(x.astype(conv.dtype), on_grey) + convolve(inside, on_inside)
+    offset = convolve(inside, on_inside)[0]  # [H', W', O], the same for every image
+    # Added through an einsum so that its gradient, a sum over the batch, is a matmul: XLA:CPU's
+    # reduction over the leading axis took 11 ms of a 20 ms stem gradient (7 x 7, 64 px).
+    batch = jnp.ones(x.shape[0], conv.dtype)
+    y = convolve(x.astype(conv.dtype), on_grey) + jnp.einsum("b,hwo->bhwo", batch, offset)
     return y if conv.bias is None else y + conv.bias[...].astype(conv.dtype)

@@ -65,6 +65,10 @@ SMALL_MAP = 4
 # A 1x1 convolution is a matmul over the pixels, and XLA:CPU runs it 1.5-4x faster written as
 # one (forward and backward, every map size: docs/benchmarks.md, "jcxr beside PyTorch on this
 # machine, and where the time goes", its 1 x 1 convolutions table).
+# A k x k convolution over one input channel (the stem on grey input, jcxr/models/inputs.py) is
+# im2col + one matmul at every map size: its patches are only k * k times the input, and its
+# forward + weight gradient runs 2-2.7x faster so (docs/benchmarks.md, "The first convolution on
+# grey input").
 
 
 def _matmul(x, w, precision):
@@ -88,8 +92,8 @@ def conv_general_dilated(
 ):
     """``lax.conv_general_dilated`` for nnx.Conv's NHWC/HWIO layout, with three CPU paths: a
     1 x 1 convolution is a matmul over the (strided) pixels; a k x k convolution over maps of at
-    most ``SMALL_MAP`` px is im2col + one matmul; a depthwise convolution is a sum of shifted
-    slices times per-channel weights."""
+    most ``SMALL_MAP`` px, or over one input channel, is im2col + one matmul; a depthwise
+    convolution is a sum of shifted slices times per-channel weights."""
     kh, kw, cin, cout = rhs.shape
     plain = all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
     mine = jax.default_backend() == "cpu" and plain and not isinstance(padding, str)
@@ -97,7 +101,7 @@ def conv_general_dilated(
     if dense and kh * kw == 1 and not np.any(padding):
         sh, sw = window_strides
         return _matmul(lhs[:, ::sh, ::sw, :], rhs.reshape(cin, cout), precision)
-    if dense and kh * kw > 1 and max(lhs.shape[1:3]) <= SMALL_MAP:
+    if dense and kh * kw > 1 and (cin == 1 or max(lhs.shape[1:3]) <= SMALL_MAP):
         patches = jnp.concatenate(window_views(lhs, (kh, kw), window_strides, padding), axis=-1)
         return _matmul(patches, rhs.reshape(kh * kw * cin, cout), precision)
     depthwise = feature_group_count == lhs.shape[-1] == cout and cin == 1
