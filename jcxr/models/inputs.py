@@ -7,9 +7,9 @@ only one input channel. :func:`input_conv` folds the three channels' kernels (an
 normalisation) into one, and adds the normalisation's offset as one map shared by the batch.
 That offset is not a constant: the convolution's zero padding is zero in normalised RGB, so it
 is a convolution of the "inside the image" mask. The result is ``conv(normalise(grey))`` to
-float rounding, at about a third of the stem's cost, and its weight gradient is a third as well
-(ResNet34's 7 x 7 stem, batch 32, forward + weight gradient on the CPU: 21 -> 7 ms at 64 px,
-548 -> 232 ms at 224 px; ``python bench/conv_paths.py --kind stem``).
+float rounding, for a fraction of the stem's cost (ResNet34's 7 x 7 stem, batch 32, forward +
+weight gradient on the CPU: 31 -> 10 ms at 64 px, 722 -> 250 ms at 224 px; ``python
+bench/conv_paths.py --kind stem``).
 """
 
 import jax
@@ -36,7 +36,7 @@ def normalise(images: jax.Array, dtype=jnp.float32) -> jax.Array:
 
 def grey(images: jax.Array, dtype=jnp.float32) -> jax.Array:
     """``[B, R, R]`` grey in [0, 1] -> ``[B, R, R, 1]``, the models' other input: the same
-    logits as :func:`normalise`'s RGB, with a first convolution a third as costly."""
+    logits as :func:`normalise`'s RGB, with a first convolution over one channel."""
     return images[..., None].astype(dtype)
 
 
