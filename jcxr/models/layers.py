@@ -67,8 +67,8 @@ SMALL_MAP = 4
 # machine, and where the time goes", its 1 x 1 convolutions table).
 # A k x k convolution over one input channel (the stem on grey input, jcxr/models/inputs.py) is
 # im2col + one matmul at every map size: its patches are only k * k times the input, and its
-# forward + weight gradient runs 2.2-2.4x faster so than as XLA's convolution (docs/benchmarks.md,
-# "The first convolution on grey input").
+# forward + weight gradient run 2.2-2.4x faster that way than as XLA's convolution
+# (docs/benchmarks.md, "The first convolution on grey input").
 
 
 def _matmul(x, w, precision):
