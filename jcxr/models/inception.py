@@ -20,7 +20,7 @@ from flax import nnx
 
 from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
-from jcxr.models.inputs import HALF, imagenet_to_half, input_conv
+from jcxr.models.inputs import half_input_conv
 from jcxr.models.layers import (
     FeaturesThenHead,
     conv,
@@ -197,7 +197,7 @@ class InceptionV3(FeaturesThenHead, nnx.Module):
 
     def first(self, x):
         first = self.Conv2d_1a_3x3
-        return relu(first.bn(input_conv(first.conv, imagenet_to_half(x), mean=HALF, std=HALF)))
+        return relu(first.bn(half_input_conv(first.conv, x)))
 
     def feature_map(self, x):
         """``[B, H, W, 3] -> [B, h, w, 2048]`` before pooling (8 x 8 at 299 px)."""

@@ -42,11 +42,7 @@ def grey(images: jax.Array, dtype=jnp.float32) -> jax.Array:
 
 def imagenet_to_half(x: jax.Array) -> jax.Array:
     """ImageNet-normalised pixels -> normalised with mean 0.5 and std 0.5, what Google's
-    InceptionV3 and Keras' Xception weights expect (torchvision's ``transform_input``). A grey
-    ``[B, H, W, 1]`` input is returned as it is: ``input_conv(..., mean=HALF, std=HALF)``
-    folds this normalisation into the first convolution."""
-    if x.shape[-1] == 1:
-        return x
+    InceptionV3 and Keras' Xception weights expect (torchvision's ``transform_input``)."""
     mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
     return x * (std / 0.5).astype(x.dtype) + ((mean - 0.5) / 0.5).astype(x.dtype)
 
@@ -81,3 +77,12 @@ def input_conv(conv: nnx.Conv, x: jax.Array, *, mean=IMAGENET_MEAN, std=IMAGENET
     batch = jnp.ones(x.shape[0], conv.dtype)
     y = convolve(x.astype(conv.dtype), on_grey) + jnp.einsum("b,hwo->bhwo", batch, offset)
     return y if conv.bias is None else y + conv.bias[...].astype(conv.dtype)
+
+
+def half_input_conv(conv: nnx.Conv, x: jax.Array) -> jax.Array:
+    """:func:`input_conv` for weights that expect mean 0.5 and std 0.5 (InceptionV3, Xception):
+    ImageNet-normalised RGB is converted first (:func:`imagenet_to_half`); grey gets that
+    normalisation folded into the convolution."""
+    if x.shape[-1] == 1:
+        return input_conv(conv, x, mean=HALF, std=HALF)
+    return conv(imagenet_to_half(x))

@@ -17,7 +17,7 @@ from flax import nnx
 
 from jcxr.models.activations import relu
 from jcxr.models.batchnorm import BatchNorm
-from jcxr.models.inputs import HALF, imagenet_to_half, input_conv
+from jcxr.models.inputs import half_input_conv
 from jcxr.models.layers import (
     FeaturesThenHead,
     Sequential,
@@ -109,7 +109,7 @@ class Xception(FeaturesThenHead, nnx.Module):
         return [("act2", self.stem), *blocks, ("act3", self.exit3), ("act4", self.exit4)]
 
     def stem(self, x):
-        x = relu(self.bn1(input_conv(self.conv1, imagenet_to_half(x), mean=HALF, std=HALF)))
+        x = relu(self.bn1(half_input_conv(self.conv1, x)))
         return relu(self.bn2(self.conv2(x)))
 
     def exit3(self, x):
