@@ -51,6 +51,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def atomic_write_npz(path: str | os.PathLike, columns: dict) -> None:
+    """``columns`` as an npz, written whole and then renamed: a kill never leaves half a file
+    under the final name."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **columns)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def json_ready(value):
     """Nested dicts/lists/tuples/numpy values as strict-JSON Python values (non-finite -> None)."""
     if isinstance(value, dict):

@@ -34,8 +34,8 @@ def test_each_arm_is_a_whole_sweep_and_the_arms_are_compared_on_the_same_images(
     cell = results["w75"].cells[0].cell.id
     saved = [np.load(tmp_path / n / "cells" / cell / "predictions_test.npz") for n in row["arms"]]
     np.testing.assert_array_equal(saved[0]["record"], saved[1]["record"])
-    assert not np.allclose(saved[0]["prob"], saved[1]["prob"])  # the weights changed training
-    expected = delong(saved[0]["label"], np.stack([s["prob"] for s in saved]))
+    assert not np.allclose(saved[0]["score"], saved[1]["score"])  # the weights changed training
+    expected = delong(saved[0]["label"], np.stack([s["score"] for s in saved]))
     assert row["auc"] == pytest.approx(expected.auc.tolist())
     assert row["p"] == [pytest.approx(float(expected.p[0, 1]))]
     assert row["auc"][0] == pytest.approx(results["w75"].cells[0].splits["test"]["auc"])

@@ -150,11 +150,11 @@ def test_precise_statistics_of_one_group_make_eval_mode_equal_training_mode():
     for seed in (0, 1, 2):
         steps.step(*batch(seed), step=seed)  # weights and running averages move apart
     pixels, _ = batch(7)
-    before = steps.predict(pixels)[1]
+    before = steps.predict(pixels)[:, 0]
     train_mode = train_mode_logits(steps, pixels)
     assert np.max(np.abs(before - train_mode)) > 1e-2  # the running averages lag the weights
     assert steps.recompute_batchnorm([pixels]) == 1
-    np.testing.assert_allclose(steps.predict(pixels)[1], train_mode, atol=1e-4)
+    np.testing.assert_allclose(steps.predict(pixels)[:, 0], train_mode, atol=1e-4)
 
 
 def test_precise_statistics_are_population_moments_over_the_groups():

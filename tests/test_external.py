@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 from sklearn.metrics import roc_auc_score
 
 from jcxr.data import nih, phantom, shards
@@ -37,7 +37,7 @@ def test_each_cell_is_scored_on_the_external_set_and_compared_with_its_test_set(
     mass = shards.read_index(other_hospital, 32).label("Mass")
     np.testing.assert_array_equal(saved["record"], np.flatnonzero(~np.isnan(mass)))
     np.testing.assert_array_equal(saved["label"], mass[saved["record"]])
-    assert external["auc"] == pytest.approx(roc_auc_score(saved["label"], saved["prob"]))
+    assert external["auc"] == pytest.approx(roc_auc_score(saved["label"], saved["score"]))
     # unpaired DeLong by its closed form from the two sets' AUCs and DeLong SEs
     diff = external["auc"] - test["auc"]
     z = diff / np.hypot(external["auc_se"], test["auc_se"])
@@ -86,7 +86,7 @@ def test_the_architectures_are_compared_on_the_same_images_and_both_sets(
     patients = shards.read_index(phantom_shards, 32).patient_ids[saved[0]["record"]]
     clusters = patients if comp["unit"] == "per patient" else None
     assert comp["unit"] in ("per patient", "per image")
-    expected = delong(saved[0]["label"], np.stack([s["prob"] for s in saved]), clusters=clusters)
+    expected = delong(saved[0]["label"], np.stack([s["score"] for s in saved]), clusters=clusters)
     assert comp["p_adjusted"][0][1] == pytest.approx(expected.p_adjusted[0, 1], rel=1e-9)
     assert (tmp_path / "comparisons" / "Mass__r32__s0__archs.txt").is_file()
     html = (tmp_path / "report.html").read_text()
@@ -121,25 +121,32 @@ def test_the_second_hospital_is_read_by_the_openi_reader_with_its_findings(tmp_p
     assert (root / phantom_hospital.STAMP).stat().st_mtime_ns == stamp
 
 
-def test_scores_far_out_in_the_tail_keep_their_ranking():
-    """Logits of 20-23 (a shifted external set) are 1.0 in float32 probabilities: the AUC is
-    read from the float64 probability of the logit instead, so the order survives."""
+@pytest.mark.parametrize("views", [1, 3])
+def test_scores_far_out_in_the_tail_keep_their_ranking(views):
+    """Logits of 40-45 (a shifted external set) are 1.0 as probabilities even in float64: the
+    metrics and the saved scores rank by logits (with test-time views, by the logit of their
+    mean probability), so the order survives."""
     from jcxr.train.evaluate import evaluate
 
-    logits = np.array([20.0, 21.0, 22.0, 23.0, 20.5, 22.5], np.float32)
+    logits = np.array([40.0, 41.0, 42.0, 43.0, 40.5, 42.5], np.float32)
     labels = np.array([0, 1, 0, 1, 0, 1], np.float32)
+    shifts = np.array([0.0, 0.3, -0.2], np.float32)[:views]  # each view's logits a bit apart
 
     class Steps:
-        tta_views = 0
+        tta_views = views - 1
 
         def predict(self, pixels):
-            return 1 / (1 + np.exp(-logits)), logits  # float32: every one exactly 1.0
+            return logits[:, None] + shifts
 
-    assert np.all(1 / (1 + np.exp(-logits)) == np.float32(1.0))
+    assert np.all(special.expit(logits.astype(np.float64)) == 1.0)
     batch = {"pixels": np.zeros((6, 8, 8), np.uint8), "record": np.arange(6), "label": labels}
     metrics, predictions = evaluate(Steps(), [batch])
     assert metrics["auc"] == pytest.approx(roc_auc_score(labels, logits))
-    assert metrics["auc"] == pytest.approx(8 / 9) and np.unique(predictions["prob"]).size == 6
+    assert metrics["auc"] == pytest.approx(8 / 9) and np.unique(predictions["score"]).size == 6
+    # the logit of the mean probability: in the tail, -log(mean exp(-z)) over the views
+    z = (logits[:, None] + shifts).astype(np.float64)
+    np.testing.assert_allclose(predictions["score"], -np.log(np.mean(np.exp(-z), axis=1)),
+                               rtol=1e-12)  # fmt: skip
 
 
 def test_cardenas2020_runs_end_to_end_on_phantoms_of_two_hospitals(tmp_path):
@@ -164,7 +171,7 @@ def test_cardenas2020_runs_end_to_end_on_phantoms_of_two_hospitals(tmp_path):
         internal, external = cell.splits["test"], cell.splits["external"]
         assert 0 <= internal["auc"] <= 1 and 0 <= external["auc"] <= 1
         scored = np.load(tmp_path / "cells" / cell.cell.id / "predictions_external.npz")
-        assert np.unique(scored["prob"]).size > 1  # ranked, not all tied
+        assert np.unique(scored["score"]).size > 1  # ranked, not all tied
         assert external["auc_minus_test"] == pytest.approx(external["auc"] - internal["auc"])
         assert 0 <= external["p_vs_test"] <= 1
     (between,) = result.between_archs

@@ -113,10 +113,10 @@ def test_three_fold_sweep_pools_out_of_fold_predictions(phantom_shards, tmp_path
         order = np.argsort(record)
         oof = np.load(tmp_path / "cells" / ID.format(r) / "predictions_oof.npz")
         assert np.array_equal(oof["record"], record[order])
-        assert np.array_equal(oof["prob"], np.concatenate([p["prob"] for p in parts])[order])
+        assert np.array_equal(oof["score"], np.concatenate([p["score"] for p in parts])[order])
         assert np.array_equal(oof["fold"], np.repeat([0, 1, 2], [len(v) for v in vals])[order])
         labels = oof["label"]
-        scores[r] = oof["prob"]
+        scores[r] = oof["score"]
     comp = result.comparisons["Mass"]
     assert comp.split == "oof" and comp.n_positive + comp.n_negative == len(pool)
     clusters = patients[oof["record"]] if comp.cluster_by == "patient" else None

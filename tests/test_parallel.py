@@ -109,7 +109,7 @@ def test_data_parallel_step_equals_the_single_device_step():
               batchnorm.append(diff(one.others, four.others))
               moved.append(diff(one.params, before))
           pixels = rng.integers(0, 256, (64, 40, 40), dtype=np.uint8)
-          predictions = np.max(np.abs(one.predict(pixels)[0] - four.predict(pixels)[0]))
+          predictions = np.max(np.abs(one.predict(pixels) - four.predict(pixels)))
           four.load_state(parallel.replicate(jax.tree.map(jnp.copy, one.state), four.mesh))
           precise = [rng.integers(0, 256, (16, 40, 40), dtype=np.uint8) for _ in range(2)]
           running = jax.tree.map(host, one.others)

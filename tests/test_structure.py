@@ -23,6 +23,7 @@ LAYERS = {
     "jcxr.models": 2,
     "jcxr.data": 2,
     "jcxr.convergence": 2.5,  # flags from a cell's history: read by results' readers
+    "jcxr.predictions": 2.8,  # scores of saved predictions: read by the trainer and the report
     "jcxr.results": 3,
     "jcxr.summary": 3.5,  # words about results: reads results, read by the report
     "jcxr.tracking": 4,

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from scipy import special
 
 from jcxr import models
 from jcxr.data import nih, phantom, shards
@@ -143,14 +144,47 @@ def test_plateau_halves_after_patience_epochs():
 def test_binary_metrics_by_hand():
     y = np.array([0, 0, 1, 1, 1, 0])
     p = np.array([0.1, 0.6, 0.7, 0.4, 0.9, 0.3])
-    m = binary_metrics(y, p, loss=0.5)
-    # At 0.5: TP 2 (0.7, 0.9), FN 1, FP 1 (0.6), TN 2.
+    m = binary_metrics(y, special.logit(p), loss=0.5)  # scores are logits
+    # At probability 0.5 (logit 0): TP 2 (0.7, 0.9), FN 1, FP 1 (0.6), TN 2.
     assert (m["sensitivity"], m["specificity"], m["accuracy"]) == (2 / 3, 2 / 3, 4 / 6)
     assert m["precision"] == 2 / 3 and m["f1"] == pytest.approx(2 / 3)
     assert m["auc"] == pytest.approx(8 / 9)  # 8 of the 9 positive-negative pairs are ordered
     # DeLong by hand: V10 = (1, 2/3, 1), V01 = (1, 2/3, 1) -> var = (1/27)/3 + (1/27)/3.
     assert m["auc_se"] == pytest.approx(np.sqrt(2 / 81))
-    assert m["sensitivity_youden"] + m["specificity_youden"] >= 4 / 3
+    # Youden: >= 0.7 and >= 0.4 both give J = 2/3 (the best); reported as a probability
+    assert min(abs(m["youden_threshold"] - t) for t in (0.7, 0.4)) < 1e-12
+    assert m["sensitivity_youden"] + m["specificity_youden"] - 1 == pytest.approx(2 / 3)
+
+
+def test_mean_probability_logit_is_the_logit_of_the_mean_probability():
+    """Against float64's plain formula where it is exact enough, and against the tail's closed
+    form where every probability is 1.0: logit(mean p) -> -log(mean exp(-z)) as z grows."""
+    from jcxr.predictions import mean_probability_logit
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, (50, 4))
+    expected = special.logit(np.mean(special.expit(z), axis=1))
+    np.testing.assert_allclose(mean_probability_logit(z, axis=1), expected, rtol=1e-10)
+    np.testing.assert_allclose(mean_probability_logit(-z, axis=1), -expected, rtol=1e-10)
+    tail = 40 + rng.random((50, 3)) * 20  # logits 40-60: their probabilities all round to 1.0
+    assert np.all(special.expit(tail) == 1.0)
+    closed = -np.log(np.mean(np.exp(-tail), axis=1))  # exact to O(exp(-40))
+    np.testing.assert_allclose(mean_probability_logit(tail, axis=1), closed, rtol=1e-12)
+    assert np.unique(mean_probability_logit(tail, axis=1)).size == 50  # still ranked
+    one = z[:, :1].astype(np.float32)  # one view: the logit itself, bit for bit
+    assert np.array_equal(mean_probability_logit(one, axis=1), z[:, 0].astype(np.float32))
+
+
+def test_predictions_written_before_scores_rank_by_the_logit_of_their_probability(tmp_path):
+    from jcxr.predictions import scores_of
+
+    prob = np.array([0.2, 0.9, 0.5])
+    np.savez(tmp_path / "old.npz", record=np.arange(3), label=np.array([0, 1, 1]), prob=prob)
+    with np.load(tmp_path / "old.npz") as saved:
+        np.testing.assert_allclose(scores_of(saved), special.logit(prob), rtol=1e-12)
+    np.savez(tmp_path / "new.npz", score=np.array([45.0, 50.0]), prob=np.array([1.0, 1.0]))
+    with np.load(tmp_path / "new.npz") as saved:
+        assert scores_of(saved).tolist() == [45.0, 50.0]
 
 
 # --------------------------------------------------------------------------- configs
@@ -548,7 +582,7 @@ def test_demo_sweep_end_to_end_with_wandb_offline_and_report(phantom_shards, tmp
         else:  # Mass: its 2 test positives are one patient's images: said, not hidden
             assert comp["cluster_by"] is None and "too few to cluster" in comp["method"]
             patients = None
-        again = delong(saved[0]["label"], [p["prob"] for p in saved], clusters=patients)
+        again = delong(saved[0]["label"], [p["score"] for p in saved], clusters=patients)
         np.testing.assert_allclose(comp["p"], again.p, rtol=1e-12)
         assert comp["auc"][0] != comp["auc"][1]
         power = comp["power_80"]
@@ -899,7 +933,7 @@ def test_several_seeds_are_compared_with_training_and_test_variance(phantom_shar
                       / "predictions_test.npz") for s in (0, 1)] for r in (32, 48)]  # fmt: skip
     labels, records = saved[0][0]["label"], saved[0][0]["record"]
     patients = read_index(phantom_shards, 32).patient_ids[records]
-    cube = np.array([[p["prob"] for p in row] for row in saved])
+    cube = np.array([[p["score"] for p in row] for row in saved])
     again = compare_seeds(labels, cube, clusters=patients)
     np.testing.assert_allclose(comp.p, again.pvalue, rtol=1e-10)
     np.testing.assert_allclose(comp.seed_sd, again.seed_sd, rtol=1e-10)

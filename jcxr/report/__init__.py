@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from jcxr._io import atomic_write_text
+from jcxr.predictions import scores_of
 from jcxr.report import figures as fig
 from jcxr.report.html import page
 from jcxr.results import Cell, SweepResult
@@ -98,7 +99,7 @@ def _predictions(workdir: Path, results: SweepResult, comp) -> dict[int, tuple]:
         if not path.is_file():
             return {}
         with np.load(path) as p:
-            out[r] = (p["label"], p["prob"], p["record"])
+            out[r] = (p["label"], scores_of(p), p["record"])
     return out
 
 

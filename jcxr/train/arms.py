@@ -22,6 +22,7 @@ import numpy as np
 
 from jcxr._io import atomic_write_text
 from jcxr.data.table import DataError
+from jcxr.predictions import scores_of
 from jcxr.results import Cell, SweepResult
 from jcxr.stats import delong
 
@@ -138,7 +139,7 @@ def _compare(cell: Cell, split: str, names: list[str], paths: list[Path]) -> dic
         if not np.array_equal(p["record"][o], records):
             raise DataError(f"arm {name}: {cell.id} predicted on other {split} images than arm "
                             f"{names[0]}; arms must share the data and its split")  # fmt: skip
-        scores.append(p["prob"][o])
+        scores.append(scores_of(p)[o])
     result = delong(labels, np.stack(scores), names=names)
     pairs = list(itertools.combinations(range(len(names)), 2))
     return {"label": cell.label, "arch": cell.arch, "resolution": cell.resolution,

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from jcxr import convergence
-from jcxr._io import atomic_write_text
+from jcxr._io import atomic_write_npz, atomic_write_text
 from jcxr.data import device as device_data
 from jcxr.data.label_data import LabelData
 from jcxr.data.pipeline import Loader, StudyLoader
@@ -122,7 +122,7 @@ def train_cell(
         outputs["external"].update(internal_vs_external(predicted))
     if parallel.is_primary():
         for name, predictions in predicted.items():
-            np.savez(cell_dir / f"predictions_{name}.npz", **predictions)
+            atomic_write_npz(cell_dir / f"predictions_{name}.npz", predictions)
     result = CellResult(
         cell,
         status="done",
@@ -283,8 +283,8 @@ def internal_vs_external(predicted: dict) -> dict:
     if internal is None or not len(internal["label"]):
         return {}
     external = predicted["external"]
-    result = delong_unpaired(internal["label"], internal["prob"], external["label"],
-                             external["prob"], names=("test", "external"))  # fmt: skip
+    result = delong_unpaired(internal["label"], internal["score"], external["label"],
+                             external["score"], names=("test", "external"))  # fmt: skip
     return {"auc_minus_test": -result.diff, "auc_minus_test_low": -result.diff_ci[1],
             "auc_minus_test_high": -result.diff_ci[0], "p_vs_test": result.p}  # fmt: skip
 

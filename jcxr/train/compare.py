@@ -18,6 +18,7 @@ import numpy as np
 from jcxr._io import atomic_write_text
 from jcxr.data.label_data import LabelData
 from jcxr.data.table import DataError
+from jcxr.predictions import scores_of
 from jcxr.results import Cell, Comparison
 from jcxr.stats import compare_seeds, delong, noninferiority, power
 from jcxr.stats.moments import MIN_CLUSTERS_PER_CLASS, clusters_per_class
@@ -186,7 +187,7 @@ def _predictions(config, workdir: Path, cells: list[Cell], data: LabelData, spli
         o = np.argsort(p["record"])
         if not np.array_equal(p["record"][o], records):
             raise DataError(f"{cell.id}: predicted on different images than {cells[0].id}")
-        scores.append(p["prob"][o])
+        scores.append(scores_of(p)[o])
     return split, records, preds[0]["label"][order], scores
 
 

@@ -8,7 +8,7 @@ pooled cell (``Cell.fold`` None) has no network of its own: it gathers
   that did not train on it (its ``fold`` column says which); the resolutions are compared on
   these;
 - ``predictions_test.npz``: the test set scored by the mean probability of the K fold models
-  (each fold's own test predictions stay in its cell).
+  (its ``score`` the logit of that mean; each fold's own test predictions stay in its cell).
 
 Pooling out-of-fold predictions puts K models' scores on one ROC curve: where the folds'
 models differ in calibration, the pooled AUC is a little below the folds' mean (docs/methods.md).
@@ -17,21 +17,20 @@ models differ in calibration, the pooled AUC is a little below the folds' mean (
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 
 import numpy as np
+from scipy import special
 
-from jcxr._io import atomic_write_bytes, atomic_write_text
+from jcxr._io import atomic_write_npz, atomic_write_text
 from jcxr.convergence import FLAGS
 from jcxr.data.label_data import LabelData
 from jcxr.data.table import DataError
+from jcxr.predictions import mean_probability_logit, scores_of
 from jcxr.results import Cell, CellResult
 from jcxr.train.evaluate import per_study
 from jcxr.train.metrics import binary_metrics
-
-EPS = 1e-7  # probabilities clipped for the pooled loss (stored predictions hold no logits)
 
 
 def fold_cells(cell: Cell, folds: int) -> list[Cell]:
@@ -52,7 +51,7 @@ def save_splits(workdir: Path, data: LabelData) -> None:
     (workdir / "splits").mkdir(exist_ok=True)
     for fold, task in tasks.items():
         parts = {split: rows.astype(np.int64) for split, rows in task.splits.items()}
-        _save_npz(splits_path(workdir, data.label, fold), parts)
+        atomic_write_npz(splits_path(workdir, data.label, fold), parts)
 
 
 def pool(workdir: Path, cell: Cell, results: list[CellResult], data: LabelData, *,
@@ -89,9 +88,9 @@ def pool(workdir: Path, cell: Cell, results: list[CellResult], data: LabelData, 
     result = CellResult.from_json(result.to_json())
     if write:
         folder.mkdir(parents=True, exist_ok=True)
-        _save_npz(folder / "predictions_oof.npz", oof)
+        atomic_write_npz(folder / "predictions_oof.npz", oof)
         if test is not None:
-            _save_npz(folder / "predictions_test.npz", test)
+            atomic_write_npz(folder / "predictions_test.npz", test)
         atomic_write_text(folder / "result.json", json.dumps(result.to_json(), indent=2))
     return result
 
@@ -127,28 +126,23 @@ def _ensemble(workdir: Path, results: list[CellResult]) -> tuple[dict, list[floa
     for r, p in zip(results, parts, strict=True):
         if not np.array_equal(p["record"], first["record"]):
             raise DataError(f"{r.cell.id}: scored other test records than {results[0].cell.id}")
-    prob = np.mean([p["prob"] for p in parts], axis=0)
+    score = mean_probability_logit(np.stack([p["score"] for p in parts]), axis=0)
     per_fold = [float(r.splits["test"]["auc"]) for r in results]
-    return {"record": first["record"], "label": first["label"], "prob": prob}, per_fold
+    columns = {"record": first["record"], "label": first["label"], "score": score}
+    return {**columns, "prob": special.expit(score)}, per_fold
 
 
 def _load(workdir: Path, cell: Cell, split: str) -> dict:
     path = workdir / "cells" / cell.id / f"predictions_{split}.npz"
     with np.load(path) as saved:
-        out = {name: saved[name] for name in ("record", "label", "prob")}
+        out = {"record": saved["record"], "label": saved["label"], "score": scores_of(saved)}
+    out["prob"] = special.expit(out["score"])
     order = np.argsort(out["record"], kind="stable")
     return {name: values[order] for name, values in out.items()}
 
 
 def _metrics(columns: dict) -> dict:
-    labels, probs = columns["label"], columns["prob"].astype(np.float64)
-    p = np.clip(probs, EPS, 1 - EPS)
-    loss = float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
-    return binary_metrics(labels, probs, loss)
-
-
-def _save_npz(path: Path, columns: dict) -> None:
-    """Written whole, then renamed (a kill never leaves half an npz under the final name)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **columns)
-    atomic_write_bytes(path, buffer.getvalue())
+    """Metrics of pooled predictions; the loss is the binary cross-entropy of their scores."""
+    labels, scores = columns["label"].astype(np.float64), columns["score"]
+    loss = -np.mean(labels * special.log_expit(scores) + (1 - labels) * special.log_expit(-scores))
+    return binary_metrics(labels, scores, float(loss))

@@ -170,17 +170,16 @@ class Steps:
         return params, others, opt_state, metrics, step + 1
 
     def _eval_step(self, params, others, pixels):
-        """Probabilities ``[B]``: the mean over the original and ``tta_views`` augmented views."""
+        """Logits ``[B, 1 + tta_views]``: of the image, then of each augmented view."""
         model = nnx.merge(self.eval_graph, params, others)
         images = pixels.astype(jnp.float32) / 255.0
-        logits = model(normalise(images, self.dtype))[:, 0]
-        probs = jax.nn.sigmoid(logits)
+        logits = [model(normalise(images, self.dtype))[:, 0]]
         for view in range(1, self.tta_views + 1):
             # test time: every image's views (the labels are not known)
             tta = dataclasses.replace(self.augmentation or Augmentation(), positives_only=False)
             views = augment(key_for(self.seed, 0, view), pixels, tta)
-            probs = probs + jax.nn.sigmoid(model(normalise(views, self.dtype))[:, 0])
-        return probs / (self.tta_views + 1), logits
+            logits.append(model(normalise(views, self.dtype))[:, 0])
+        return jnp.stack(logits, axis=1).astype(jnp.float32)
 
     def _moments_step(self, params, others, pixels):
         """Each training-mode BatchNorm's moments on ``pixels`` (no augmentation, no dropout):
@@ -287,10 +286,11 @@ class Steps:
             return cached[1]
         return parallel.replicate(np.int32(step), self.mesh)
 
-    def predict(self, pixels) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities, logits) ``[B]`` for this process's ``B`` images, on the host."""
-        probs, logits = self.eval_step(self.params, self.others, self._put(pixels, axis=0))
-        return parallel.local_rows(probs), parallel.local_rows(logits)
+    def predict(self, pixels) -> np.ndarray:
+        """Logits ``[B, 1 + tta_views]`` (the image's, then its test-time views') for this
+        process's ``B`` images, on the host."""
+        logits = self.eval_step(self.params, self.others, self._put(pixels, axis=0))
+        return parallel.local_rows(logits)
 
     def train_arguments(self, microbatch_size: int, resolution: int) -> tuple:
         """The train step's arguments at ``microbatch_size`` (global) and ``resolution``: the
