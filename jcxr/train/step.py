@@ -22,7 +22,7 @@ import optax
 from flax import nnx
 
 from jcxr.data.augment import Augmentation, augment, key_for
-from jcxr.models import normalise
+from jcxr.models import grey
 from jcxr.models.batchnorm import counted_images
 from jcxr.train import optim, parallel
 
@@ -114,15 +114,12 @@ class Steps:
         self.moments_step = jax.jit(self._moments_step)
 
     def _inputs(self, pixels, key, positive=None):
-        # Normalised RGB, not models.grey (the same logits for a third of the stem's cost): grey
-        # changes training's rounding, and in tests/test_external.py's two-epoch run that sent
-        # every external logit past 37, where float64's sigmoid ties them all at 1.0. The steps
-        # move to grey once ranking reads logits (docs/benchmarks.md, "The first convolution on
-        # grey input").
+        # One grey channel, not normalised RGB: the models fold the normalisation into their
+        # first convolution, the same logits for a third of the stem's cost (jcxr.models.inputs).
         images = pixels.astype(jnp.float32) / 255.0
         if self.augmentation is not None:
             images = augment(key, pixels, self.augmentation, positive)
-        return normalise(images, self.dtype)
+        return grey(images, self.dtype)
 
     def _train_step(self, params, others, opt_state, pixels, labels, step, views=None):
         """``pixels`` ``[A, M, R, R]`` uint8 and ``labels`` ``[A, M]``, sharded along M. Studies
@@ -173,12 +170,12 @@ class Steps:
         """Logits ``[B, 1 + tta_views]``: of the image, then of each augmented view."""
         model = nnx.merge(self.eval_graph, params, others)
         images = pixels.astype(jnp.float32) / 255.0
-        logits = [model(normalise(images, self.dtype))[:, 0]]
+        logits = [model(grey(images, self.dtype))[:, 0]]
         for view in range(1, self.tta_views + 1):
             # test time: every image's views (the labels are not known)
             tta = dataclasses.replace(self.augmentation or Augmentation(), positives_only=False)
             views = augment(key_for(self.seed, 0, view), pixels, tta)
-            logits.append(model(normalise(views, self.dtype))[:, 0])
+            logits.append(model(grey(views, self.dtype))[:, 0])
         return jnp.stack(logits, axis=1).astype(jnp.float32)
 
     def _moments_step(self, params, others, pixels):
@@ -186,7 +183,7 @@ class Steps:
         {path: [2, C]}, the mean over its groups of the group mean and mean square."""
         model = nnx.merge(self.moments_graph, params, others)
         forward = nnx.capture(model, nnx.Intermediate)
-        return forward(normalise(pixels.astype(jnp.float32) / 255.0, self.dtype))[1]
+        return forward(grey(pixels.astype(jnp.float32) / 255.0, self.dtype))[1]
 
     def recompute_batchnorm(self, batches) -> int:
         """Precise BatchNorm statistics (Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm";
