@@ -2,10 +2,13 @@
 backward (``jcxr.models.layers.conv_general_dilated``, ``jcxr.models.pooling.max_pool``), and
 the first convolution on grey input (``jcxr.models.inputs.input_conv``).
 
-    python bench/conv_paths.py [--kind depthwise|pointwise|maxpool|stem] [--batch 32]
+    python bench/conv_paths.py [--kind depthwise|depthwise-kernel|pointwise|maxpool|stem]
+        [--batch 32]
 
 ``depthwise``: EfficientNet-B0's depthwise convolutions at 64 px as shifted slices, against
-XLA's grouped convolution. ``pointwise``: 1 x 1 convolutions as one matmul over the pixels,
+XLA's grouped convolution. ``depthwise-kernel``: the same layers as shifted slices, with XLA's
+gradient of them against the kernel gradient by jcxr's CPU kernel (``jcxr.models.cpu_kernels``,
+what training uses). ``pointwise``: 1 x 1 convolutions as one matmul over the pixels,
 from DenseNet121 (bottlenecks and transitions), EfficientNet-B0 (expand and project) and
 ResNet34 (stride-2 shortcuts) at 64 and 128 px. ``maxpool``: the stem pooling of ResNet and
 DenseNet (3 x 3, stride 2, padding 1, 64 channels) at 64, 128 and 224 px, and Xception's three
@@ -35,15 +38,18 @@ from flax import nnx
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import describe
 
+from jcxr.models import layers
 from jcxr.models.inputs import grey, input_conv, normalise
 from jcxr.models.layers import conv, conv_general_dilated
 from jcxr.models.pooling import _reduce_window_max, max_pool
 
+DEPTHWISE = [(32, 32, 32, 3, 1), (32, 96, 96, 3, 2), (16, 144, 144, 3, 1), (16, 144, 144, 5, 2),
+             (8, 240, 240, 5, 1), (8, 240, 240, 3, 2), (4, 480, 480, 3, 1), (4, 480, 480, 5, 1),
+             (4, 672, 672, 5, 1), (4, 672, 672, 5, 2), (2, 1152, 1152, 5, 1),
+             (2, 1152, 1152, 3, 1)]  # fmt: skip
 LAYERS = {
-    "depthwise": [(32, 32, 32, 3, 1), (32, 96, 96, 3, 2), (16, 144, 144, 3, 1),
-                  (16, 144, 144, 5, 2), (8, 240, 240, 5, 1), (8, 240, 240, 3, 2),
-                  (4, 480, 480, 3, 1), (4, 480, 480, 5, 1), (4, 672, 672, 5, 1),
-                  (4, 672, 672, 5, 2), (2, 1152, 1152, 5, 1), (2, 1152, 1152, 3, 1)],
+    "depthwise": DEPTHWISE,
+    "depthwise-kernel": DEPTHWISE,
     "pointwise": [(16, 64, 128, 1, 1), (16, 256, 128, 1, 1), (8, 512, 128, 1, 1),
                   (8, 512, 256, 1, 1), (4, 1024, 128, 1, 1), (32, 128, 128, 1, 1),
                   (32, 512, 128, 1, 1), (16, 1024, 128, 1, 1), (32, 16, 96, 1, 1),
@@ -81,9 +87,14 @@ def paths(kind, x, out, kernel, stride, rng):
             for f in (normalise, grey)
         ]
     channels = x.shape[-1]
+    pad = (kernel - 1) // 2
+    if kind == "depthwise-kernel":
+        w = jnp.asarray(rng.normal(size=(kernel, kernel, 1, out)), jnp.float32)
+        strides, padding = (stride, stride), ((pad, pad), (pad, pad))
+        return [(lambda x, w, f=f: f(x, w, strides, padding), (x, w))
+                for f in (layers._shifted_slices, layers._depthwise)]  # fmt: skip
     groups = channels if kind == "depthwise" else 1
     w = jnp.asarray(rng.normal(size=(kernel, kernel, channels // groups, out)), jnp.float32)
-    pad = (kernel - 1) // 2
     conv_args = ((stride, stride), ((pad, pad), (pad, pad)))
     return [
         (lambda x, w, conv=conv: conv(x, w, *conv_args, dimension_numbers=DIMS,
@@ -99,7 +110,8 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(describe(), f"| JAX {jax.__version__} on {jax.default_backend()} | batch {args.batch}\n")
-    names = {"depthwise": ("XLA", "shifts"), "pointwise": ("XLA", "matmul"),
+    names = {"depthwise": ("XLA", "shifts"), "depthwise-kernel": ("XLA's gradient", "kernel"),
+             "pointwise": ("XLA", "matmul"),
              "maxpool": ("XLA", "sliced gradient"), "stem": ("RGB", "grey")}[args.kind]  # fmt: skip
     print(f"| map | in | out | kernel | stride | {names[0]} fwd / bwd (ms) | {names[1]} fwd / bwd "
           "(ms) | diff |\n|---|---|---|---|---|---|---|---|")  # fmt: skip

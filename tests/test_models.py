@@ -10,6 +10,7 @@ import pytest
 from flax import nnx
 
 from jcxr import models
+from jcxr.models import cpu_kernels
 from jcxr.models.__main__ import summarise
 from jcxr.models.port import main as port_main
 from jcxr.models.weights import WeightsMismatchError, model_variables, read_state_dict
@@ -529,6 +530,66 @@ def test_depthwise_convolution_on_cpu_equals_xla_grouped_convolution(size, kerne
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.abs(b).max()))
     pairs = jnp.zeros((kernel, kernel, 2, 6), jnp.float32)  # 3 groups of 2 channels
     assert "conv_general_dilated" in str(jax.make_jaxpr(lambda x: ours(x, pairs, 3))(x))
+    # the kernel gradient is jcxr's CPU kernel (built on this machine: a compiler is here)
+    gradient = jax.jit(jax.grad(lambda w: ours(x, w).sum())).lower(w).as_text()
+    assert cpu_kernels.DEPTHWISE_WEIGHT_GRADIENT in gradient
+
+
+def _depthwise_weight_gradient_float64(x, g, kernel, strides, padding):
+    """dw[i, j, c] = sum over n, oh, ow of padded x[n, oh * sh + i, ow * sw + j, c] * g[...]."""
+    (kh, kw), (sh, sw) = kernel, strides
+    padded = np.pad(np.float64(x), ((0, 0), *padding, (0, 0)))
+    ho, wo = g.shape[1:3]
+    return np.stack([np.stack([
+        np.einsum("nhwc,nhwc->c", padded[:, i : i + sh * ho : sh, j : j + sw * wo : sw], g)
+        for j in range(kw)]) for i in range(kh)])  # fmt: skip
+
+
+DEPTHWISE_CASES = [((3, 3), (1, 1), ((1, 1), (1, 1))), ((5, 5), (2, 2), ((2, 2), (2, 2))),
+         ((3, 5), (2, 1), ((0, 2), (1, 3))), ((3, 3), (2, 2), ((0, 0), (0, 0)))]  # fmt: skip
+
+
+@pytest.mark.parametrize("kernel,strides,padding", DEPTHWISE_CASES)
+def test_depthwise_weight_gradient_kernel_against_float64_brute_force(kernel, strides, padding):
+    """jcxr's CPU kernel on odd channel counts (a vector loop's tail), asymmetric padding and
+    strides, against a float64 einsum over the strided windows."""
+    assert cpu_kernels.available()
+    rng = np.random.default_rng(sum(kernel) + strides[0])
+    x = rng.normal(size=(3, 11, 10, 37)).astype(np.float32)
+    (kh, kw), (sh, sw), ((t, b), (left, r)) = kernel, strides, padding
+    out = ((11 + t + b - kh) // sh + 1, (10 + left + r - kw) // sw + 1)
+    g = rng.normal(size=(3, *out, 37)).astype(np.float32)
+    ours = jax.jit(cpu_kernels.depthwise_weight_gradient, static_argnums=(2, 3, 4))
+    got = np.asarray(ours(x, g, kernel, strides, padding))
+    expected = _depthwise_weight_gradient_float64(x, g, kernel, strides, padding)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_cpu_kernels_fall_back_to_xla_with_a_warning_when_they_cannot_be_built(
+    tmp_path, monkeypatch
+):
+    """A compiler that fails: a warning naming the command, no library or partial file left in
+    the cache, and the depthwise layer keeps XLA's own gradient."""
+    monkeypatch.setenv("JCXR_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")
+    with pytest.warns(UserWarning, match="CPU kernels are off.*false .*exited with 1"):
+        assert cpu_kernels.available.__wrapped__() is False
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("JCXR_CPU_KERNELS", "0")
+    assert cpu_kernels.available.__wrapped__() is False
+    monkeypatch.setattr(cpu_kernels, "available", lambda: False)
+    from jcxr.models.layers import conv_general_dilated
+
+    w = jnp.ones((3, 3, 1, 4), jnp.float32)
+    plain = jax.jit(
+        jax.grad(
+            lambda w: conv_general_dilated(
+                jnp.ones((2, 6, 6, 4)), w, (1, 1), ((1, 1), (1, 1)), feature_group_count=4
+            ).sum()
+        )
+    )
+    assert cpu_kernels.DEPTHWISE_WEIGHT_GRADIENT not in plain.lower(w).as_text()
+    np.testing.assert_allclose(plain(w)[1, 1, 0], 2 * 36)  # the centre tap sees every pixel
 
 
 def _first_maximum_gradient(x, gradient, kernel, stride, padding):

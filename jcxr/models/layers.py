@@ -7,6 +7,7 @@ Every parameterised layer keeps torchvision's child name, so a variable's path i
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jcxr.models import cpu_kernels
 from jcxr.models.activations import relu, silu
 from jcxr.models.batchnorm import BatchNorm
 from jcxr.models.inputs import input_conv
@@ -78,6 +80,36 @@ def _matmul(x, w, precision):
     return jnp.matmul(x.reshape(n * h * width, k), w, precision=precision).reshape(n, h, width, -1)
 
 
+def _shifted_slices(x, rhs, strides, padding):
+    """A depthwise convolution (``rhs`` ``[kh, kw, 1, C]``) as k x k shifted slices times
+    per-channel weights: XLA fuses the whole layer into one loop."""
+    kh, kw, _, c = rhs.shape
+    taps = rhs.reshape(kh * kw, c).astype(x.dtype)
+    return sum(view * taps[t] for t, view in enumerate(window_views(x, (kh, kw), strides, padding)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _depthwise(x, rhs, strides, padding):
+    """:func:`_shifted_slices` whose kernel gradient is jcxr's CPU kernel: XLA computes it 6-9x
+    slower, copying each tap's strided slice out before reducing it (docs/benchmarks.md, "A
+    kernel of our own: the depthwise weight gradient"). The input gradient stays XLA's."""
+    return _shifted_slices(x, rhs, strides, padding)
+
+
+def _depthwise_forward(x, rhs, strides, padding):
+    return _shifted_slices(x, rhs, strides, padding), (x, rhs)
+
+
+def _depthwise_backward(strides, padding, saved, g):
+    x, rhs = saved
+    _, input_gradient = jax.vjp(lambda x: _shifted_slices(x, rhs, strides, padding), x)
+    kernel = cpu_kernels.depthwise_weight_gradient(x, g, rhs.shape[:2], strides, padding)
+    return input_gradient(g)[0], kernel.reshape(rhs.shape)
+
+
+_depthwise.defvjp(_depthwise_forward, _depthwise_backward)
+
+
 def conv_general_dilated(
     lhs,
     rhs,
@@ -106,9 +138,10 @@ def conv_general_dilated(
         return _matmul(patches, rhs.reshape(kh * kw * cin, cout), precision)
     depthwise = feature_group_count == lhs.shape[-1] == cout and cin == 1
     if mine and depthwise and kh * kw > 1:
-        views = window_views(lhs, (kh, kw), window_strides, padding)
-        taps = rhs.reshape(kh * kw, cout).astype(lhs.dtype)
-        return sum(view * taps[t] for t, view in enumerate(views))
+        strides, padding = tuple(window_strides), tuple(map(tuple, padding))
+        if lhs.dtype == rhs.dtype == jnp.float32 and cpu_kernels.available():
+            return _depthwise(lhs, rhs, strides, padding)
+        return _shifted_slices(lhs, rhs, strides, padding)
     return jax.lax.conv_general_dilated(
         lhs,
         rhs,
