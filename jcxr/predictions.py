@@ -27,6 +27,11 @@ def mean_probability_logit(logits, axis: int = -1) -> np.ndarray:
     )
 
 
+def columns(record, label, score) -> dict:
+    """A predictions file's columns: ``prob`` is derived from ``score`` here, and only here."""
+    return {"record": record, "label": label, "score": score, "prob": special.expit(score)}
+
+
 def scores_of(saved) -> np.ndarray:
     """The ranking score (logit) of a predictions file, float64. Files written before scores
     were saved hold only ``prob``; their score is its logit (ties at 1.0 stay tied)."""

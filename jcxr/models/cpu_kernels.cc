@@ -2,7 +2,8 @@
 // file on first use and registers its handlers).
 //
 // jcxr_depthwise_weight_gradient: the kernel gradient of a depthwise convolution, NHWC, float32,
-//   dw[i, j, c] = sum over n, oh, ow of x[n, oh * sh + i - pt, ow * sw + j - pl, c] * g[n, oh, ow, c]
+//   dw[i, j, c] = sum over n, oh, ow of
+//                 x[n, oh * sh + i - pt, ow * sw + j - pl, c] * g[n, oh, ow, c]
 // (taps outside x read zero padding). XLA:CPU computes this from k x k strided slices that it
 // copies out one by one before reducing; here it is one pass over x and g, each image summed in
 // float32 and the images in float64, in a fixed order (deterministic).
@@ -23,10 +24,9 @@ namespace ffi = xla::ffi;
 #define JCXR_CLONES
 #endif
 
-JCXR_CLONES static ffi::Error DepthwiseWeightGradient(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g,
-                                          ffi::ResultBuffer<ffi::F32> out, int64_t kh,
-                                          int64_t kw, int64_t sh, int64_t sw, int64_t pt,
-                                          int64_t pl) {
+JCXR_CLONES static ffi::Error DepthwiseWeightGradient(
+    ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> g, ffi::ResultBuffer<ffi::F32> out, int64_t kh,
+    int64_t kw, int64_t sh, int64_t sw, int64_t pt, int64_t pl) {
   const auto xd = x.dimensions();
   const auto gd = g.dimensions();
   if (xd.size() != 4 || gd.size() != 4 || xd[0] != gd[0] || xd[3] != gd[3]) {

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from scipy import special
 
+from jcxr import predictions
 from jcxr.data.pipeline import Loader
-from jcxr.predictions import mean_probability_logit
 from jcxr.train.metrics import binary_metrics
 from jcxr.train.step import Steps, bce_terms
 
@@ -37,15 +36,14 @@ def evaluate(steps: Steps, loader: Loader, studies: np.ndarray | None = None) ->
     keep = columns["record"] >= 0  # drop evaluation padding
     order = np.flatnonzero(keep)[np.argsort(columns["record"][keep], kind="stable")]
     records, labels, logits = (columns[n][order] for n in ("record", "label", "logits"))
-    scores, original = mean_probability_logit(logits, axis=1), logits[:, 0]
+    scores, original = predictions.mean_probability_logit(logits, axis=1), logits[:, 0]
     if studies is not None:
         records, labels, scores, original = per_study(
             studies[records], records, labels, scores, original
         )
     loss = float(np.mean(np.asarray(bce_terms(original, labels, 1.0, 1.0))))
     metrics = binary_metrics(labels, scores, loss)
-    return metrics, {"record": records, "label": labels, "score": scores,
-                     "prob": special.expit(scores)}  # fmt: skip
+    return metrics, predictions.columns(records, labels, scores)
 
 
 def per_study(study, *columns):

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 from scipy import special
 
+from jcxr import predictions
 from jcxr._io import atomic_write_npz, atomic_write_text
 from jcxr.convergence import FLAGS
 from jcxr.data.label_data import LabelData
 from jcxr.data.table import DataError
-from jcxr.predictions import mean_probability_logit, scores_of
 from jcxr.results import Cell, CellResult
 from jcxr.train.evaluate import per_study
 from jcxr.train.metrics import binary_metrics
@@ -126,17 +126,15 @@ def _ensemble(workdir: Path, results: list[CellResult]) -> tuple[dict, list[floa
     for r, p in zip(results, parts, strict=True):
         if not np.array_equal(p["record"], first["record"]):
             raise DataError(f"{r.cell.id}: scored other test records than {results[0].cell.id}")
-    score = mean_probability_logit(np.stack([p["score"] for p in parts]), axis=0)
+    score = predictions.mean_probability_logit(np.stack([p["score"] for p in parts]), axis=0)
     per_fold = [float(r.splits["test"]["auc"]) for r in results]
-    columns = {"record": first["record"], "label": first["label"], "score": score}
-    return {**columns, "prob": special.expit(score)}, per_fold
+    return predictions.columns(first["record"], first["label"], score), per_fold
 
 
 def _load(workdir: Path, cell: Cell, split: str) -> dict:
     path = workdir / "cells" / cell.id / f"predictions_{split}.npz"
     with np.load(path) as saved:
-        out = {"record": saved["record"], "label": saved["label"], "score": scores_of(saved)}
-    out["prob"] = special.expit(out["score"])
+        out = predictions.columns(saved["record"], saved["label"], predictions.scores_of(saved))
     order = np.argsort(out["record"], kind="stable")
     return {name: values[order] for name, values in out.items()}
 
